@@ -1,0 +1,62 @@
+# lr-sweeper. `make setup` is idempotent; demo/test/bench depend on it, so each
+# works from a fresh clone by itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
+# A CPU build of torch by default (seconds here, no CUDA wheels). On a GPU machine
+# nvidia-smi is found and plain `torch` (a CUDA build) is installed instead; or set
+# TORCH_SPEC / TORCH_INDEX yourself, e.g.
+#   make setup TORCH_SPEC=torch TORCH_INDEX=https://download.pytorch.org/whl/cu126
+TORCH_SPEC  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+TORCH_INDEX ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+
+.PHONY: setup demo test test-fast bench tensorboard report clean tiny
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import torch" || { echo "error: torch did not install (TORCH_SPEC=$(TORCH_SPEC))"; exit 1; }
+	$(PIP) install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import sweeper, trainers, optuna, hydra, peft, transformers, tensorboard" \
+		|| { echo "error: install incomplete"; exit 1; }
+	@touch $(STAMP)
+	@echo "setup done: $(VENV) ($$($(BIN)/python -c 'import torch; print("torch", torch.__version__)'))"
+
+# A real sweep on the embedded default model and data (CPU: a few minutes).
+DEMO_NAME ?= demo
+demo: setup
+	$(BIN)/python -m sweeper -m sweep.name=$(DEMO_NAME) \
+		'lr=tag(log,interval(1e-4,3e-2))' scheduler=cosine,linear lora=r8,r16 \
+		max_steps=60 eval_interval=10 save_interval=30 \
+		hydra.sweeper.n_trials=8 hydra.sweeper.n_warmup_steps=10
+	@echo "open results/$(DEMO_NAME)/summary.md and results/$(DEMO_NAME)/curves.png, or: make tensorboard"
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+SWEEP ?= results
+tensorboard: setup
+	$(BIN)/tensorboard --logdir $(SWEEP) --host 127.0.0.1
+
+report: setup
+	$(BIN)/python -m sweeper.report results/$(DEMO_NAME)
+
+tiny: setup
+	$(BIN)/python -m trainers.build_tiny
+
+clean:
+	rm -rf results/*/ .pytest_cache

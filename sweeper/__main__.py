@@ -1,0 +1,68 @@
+"""`python -m sweeper [overrides]` runs one trial; `-m` runs a sweep.
+
+The task function is the same either way: validate the composed config (no
+torch yet, so bad input fails fast), then hand it to trainers.train. In a sweep
+the trial reports to the study through a StudyReporter and writes result.json
+even when it fails, so the sweeper can tell the study why.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sweeper.cli_checks import check_argv
+from sweeper.errors import ConfigError, exit_bad_input
+from sweeper.paths import CONF_DIR, register_resolvers
+from sweeper.results_io import write_result
+from sweeper.validate import validate
+
+log = logging.getLogger("sweeper")
+register_resolvers()
+
+
+def _fail(trial_dir: str, reason: str) -> None:
+    write_result(trial_dir, {"state": "failed", "reason": reason})
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def run_trial(cfg: DictConfig) -> float | None:
+    trial_dir = HydraConfig.get().runtime.output_dir
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    in_sweep = plain["trial"]["number"] is not None
+    try:
+        validate(plain)
+        reporter = None
+        if in_sweep:
+            from sweeper.reporter import StudyReporter
+            reporter = StudyReporter.for_trial(plain, trial_dir)
+        from trainers.train import train  # the first torch import
+
+        result = train(plain, trial_dir, reporter)
+    except ConfigError as err:
+        if not in_sweep:
+            exit_bad_input(err)
+        _fail(trial_dir, f"bad config: {err}")
+        raise
+    except Exception as err:
+        if in_sweep:
+            _fail(trial_dir, f"{type(err).__name__}: {' '.join(str(err).split())[:500]}")
+        raise
+    log.info("trial %s: %s, %s=%s, %d steps", plain["trial"]["number"] if in_sweep else "run",
+             result["state"], result["objective"], result["value"], result["steps"])
+    return result["value"]
+
+
+def main() -> None:
+    try:
+        check_argv(sys.argv[1:], CONF_DIR)
+    except ConfigError as err:
+        exit_bad_input(err)
+    run_trial()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""One trial: setup -> fit -> validate, top to bottom.
+
+    train(cfg, trial_dir, reporter) -> result dict (also written to result.json)
+
+Everything the trial learns lands in trial_dir: TensorBoard events (tb/),
+metrics.jsonl, checkpoint-*/ and result.json. A trial directory that already
+holds a checkpoint resumes from the newest one.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from sweeper.results_io import write_result
+from sweeper.validate import gradient_accumulation_steps, lora_alpha, validate
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from trainers.callbacks import DivergenceGuard, MetricsFile, PruningReporter, StepProgress, TrialOutcome
+from trainers.data import IGNORE, build_datasets
+from trainers.model import apply_lora, load_model, load_tokenizer, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+def scheduler_arguments(sched: dict, max_steps: int) -> dict:
+    """TrainingArguments for the scheduler group (names are transformers' own)."""
+    kwargs: dict = {}
+    if sched["name"] == "cosine_with_min_lr":
+        kwargs = {"min_lr_rate": float(sched.get("min_lr_rate", 0.1))}
+    elif sched["name"] == "warmup_stable_decay":
+        total = max(max_steps, 1)
+        kwargs = {"num_decay_steps": max(1, int(total * float(sched.get("decay_ratio", 0.2)))),
+                  "min_lr_ratio": float(sched.get("min_lr_ratio", 0.0)),
+                  "decay_type": sched.get("decay_type", "cosine")}
+    warmup = float(sched.get("warmup") or 0)
+    return {"lr_scheduler_type": sched["name"], "lr_scheduler_kwargs": kwargs,
+            "warmup_steps": int(warmup) if warmup >= 1 else warmup}
+
+
+def steps_plan(cfg, n_train: int) -> tuple[int, int]:
+    """(max_steps for the Trainer, steps per epoch). max_steps > 0 wins over epochs."""
+    per_epoch = math.ceil(n_train / int(cfg["batch_size"]))
+    if int(cfg["max_steps"]) > 0:
+        log.info("max_steps=%s overrides epochs=%s (ignored); one epoch is %d steps of %s examples",
+                 cfg["max_steps"], cfg["epochs"], per_epoch, cfg["batch_size"])
+        return int(cfg["max_steps"]), per_epoch
+    return math.ceil(per_epoch * float(cfg["epochs"])), per_epoch
+
+
+def exact_match(eval_pred) -> dict:
+    """Sequence accuracy: every response token predicted (teacher-forced argmax equals the
+    label at every position, which is exactly when greedy decoding reproduces the answer)."""
+    preds, labels = eval_pred.predictions, eval_pred.label_ids
+    preds, labels = preds[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    correct = ((preds == labels) | ~mask).all(axis=1) & mask.any(axis=1)
+    return {"accuracy": float(np.mean(correct))}
+
+
+def _argmax(logits, labels):
+    return logits.argmax(dim=-1)
+
+
+def _peak_memory_mb() -> tuple[float, str]:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"
+
+
+def _adopt_checkpoint(trial_dir: Path, previous: str | None) -> None:
+    """A retried trial starts from the newest checkpoint of the trial it replaces."""
+    if not previous or (trial_dir.exists() and get_last_checkpoint(str(trial_dir))):
+        return
+    src = Path(previous)
+    last = get_last_checkpoint(str(src)) if src.is_dir() else None
+    if last is None:
+        return
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(last, trial_dir / Path(last).name, dirs_exist_ok=True)
+    if (src / "metrics.jsonl").exists():
+        shutil.copy(src / "metrics.jsonl", trial_dir / "metrics.jsonl")
+    log.info("retry of %s: resuming from %s", src, last)
+
+
+def training_arguments(cfg, trial_dir: Path, precision: str, max_steps: int, accumulation: int,
+                       fresh: bool) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(trial_dir),
+        learning_rate=float(cfg["effective_lr"] if cfg.get("effective_lr") else cfg["lr"]),
+        per_device_train_batch_size=int(cfg["micro_batch_size"]),
+        per_device_eval_batch_size=max(int(cfg["micro_batch_size"]), 16),
+        gradient_accumulation_steps=accumulation,
+        max_steps=max_steps,
+        weight_decay=float(cfg["weight_decay"]),
+        max_grad_norm=float(cfg["max_grad_norm"]),
+        eval_strategy="steps", eval_steps=int(cfg["eval_interval"]),
+        eval_on_start=fresh,  # the untrained model's eval loss: the baseline every trial must beat
+        save_strategy="steps", save_steps=int(cfg["save_interval"]), save_total_limit=1,
+        logging_steps=1, logging_nan_inf_filter=False,  # the divergence guard must see NaN
+        report_to=["tensorboard"],
+        bf16=precision == "bf16-mixed", fp16=precision == "16-mixed",
+        seed=int(cfg["seed"]), data_seed=int(cfg["seed"]),
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=os.environ.get("LR_SWEEPER_QUIET") == "1",
+        **scheduler_arguments(cfg["scheduler"], max_steps),
+    )
+
+
+def train(cfg: dict, trial_dir: str | Path, reporter=None) -> dict:
+    """Fine-tunes one config; returns (and writes) the trial's result."""
+    trial_dir = Path(trial_dir)
+    started = time.time()
+    validate(cfg)
+    if os.environ.get("LR_SWEEPER_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["LR_SWEEPER_NUM_THREADS"]))
+    set_seed(int(cfg["seed"]))
+    precision = resolve_precision(cfg["precision"])
+    # setup
+    tok = load_tokenizer(cfg["model"])
+    model = apply_lora(load_model(cfg, precision), cfg)
+    train_set, eval_set, truncation, fmt = build_datasets(cfg, tok)
+    log.info("data: %d train / %d eval examples (%s); truncated to %d tokens: %d examples, %d tokens cut",
+             len(train_set), len(eval_set), fmt, truncation.max_seq_length,
+             truncation.truncated_examples, truncation.tokens_cut)
+    max_steps, per_epoch = steps_plan(cfg, len(train_set))
+    accumulation = gradient_accumulation_steps(cfg)
+    outcome = TrialOutcome()
+    metrics = MetricsFile(trial_dir / "metrics.jsonl")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(trial_dir / "tb")
+    _adopt_checkpoint(trial_dir, (cfg.get("trial") or {}).get("resume_from"))
+    resume = get_last_checkpoint(str(trial_dir)) if trial_dir.exists() else None
+    trainer = Trainer(
+        model=model, args=training_arguments(cfg, trial_dir, precision, max_steps, accumulation, not resume),
+        train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding=True),
+        compute_metrics=exact_match, preprocess_logits_for_metrics=_argmax,
+        callbacks=[metrics,
+                   DivergenceGuard(outcome, metrics, float(cfg["divergence"]["factor"]),
+                                   int(cfg["divergence"]["min_steps"])),
+                   PruningReporter(outcome, reporter, cfg["objective"])],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if os.environ.get("LR_SWEEPER_QUIET") != "1":
+        trainer.add_callback(StepProgress)
+    # fit
+    if resume:
+        log.info("resuming from %s", resume)
+    train_started = time.time()
+    trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.time() - train_started
+    # validate: the run must end evaluated (unless it diverged)
+    history = metrics.history
+    last_eval = next((r for r in reversed(history) if "eval_loss" in r), None)
+    if outcome.state != "diverged" and (last_eval is None or last_eval["step"] != trainer.state.global_step):
+        final = trainer.evaluate()
+        row = {"step": trainer.state.global_step, **{k: v for k, v in final.items() if isinstance(v, float)}}
+        with open(metrics.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        history.append(row)
+    result = summarize(cfg, history, outcome, trainer, truncation, precision, accumulation, per_epoch,
+                       train_seconds, time.time() - started, resume)
+    write_result(trial_dir, result)
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
+
+
+def flat_params(cfg) -> dict:
+    """The hyperparameters a reader compares trials by, flat."""
+    lora, sched = cfg["lora"], cfg["scheduler"]
+    return {"lr": cfg["lr"], "batch_size": cfg["batch_size"], "micro_batch_size": cfg["micro_batch_size"],
+            "scheduler": sched["name"], "warmup": sched.get("warmup"), "lora.r": lora.get("r"),
+            "lora.alpha": lora_alpha(cfg) if lora.get("r") is not None else None,
+            "lora.targets": ",".join(lora.get("targets") or []), "max_steps": cfg["max_steps"],
+            "max_seq_length": cfg["max_seq_length"], "precision": cfg["precision"], "seed": cfg["seed"],
+            "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
+
+
+def summarize(cfg, history, outcome, trainer, truncation, precision, accumulation, per_epoch,
+              train_seconds, wall_seconds, resumed_from) -> dict:
+    initial = next((r for r in history if "eval_loss" in r and r["step"] == 0), {})
+    evals = [r for r in history if "eval_loss" in r and r["step"] > 0]
+    losses = [r["loss"] for r in history if "loss" in r]
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    peak, peak_kind = _peak_memory_mb()
+    best = min(evals, key=lambda r: r["eval_loss"]) if evals else {}
+    final = evals[-1] if evals else {}
+    objective = cfg["objective"]
+    value = final.get(objective)
+    return {
+        "state": outcome.state, "reason": outcome.reason, "params": flat_params(cfg),
+        "objective": objective, "value": value,
+        "eval_loss": final.get("eval_loss"), "best_eval_loss": best.get("eval_loss"),
+        "initial_eval_loss": initial.get("eval_loss"), "initial_eval_accuracy": initial.get("eval_accuracy"),
+        "eval_accuracy": final.get("eval_accuracy"),
+        "best_eval_accuracy": max((r.get("eval_accuracy", 0.0) for r in evals), default=None),
+        "train_loss": losses[-1] if losses else None, "first_train_loss": losses[0] if losses else None,
+        "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps, "steps_per_epoch": per_epoch,
+        "tokens": tokens, "train_seconds": round(train_seconds, 3), "wall_seconds": round(wall_seconds, 3),
+        "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
+        "peak_memory_mb": round(peak, 1), "peak_memory_kind": peak_kind,
+        "precision": precision, "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "micro_batch_size": int(cfg["micro_batch_size"]), "gradient_accumulation_steps": accumulation,
+        "truncation": truncation.as_dict(), "resumed_from": resumed_from,
+    }
