@@ -1,0 +1,43 @@
+"""best.yaml: the winning trial's composed config, ready to re-run as is.
+
+    python -m sweeper --config-dir results/<sweep> --config-name best
+
+It is the config Hydra saved for that trial (.hydra/config.yaml), with the
+trial bookkeeping cleared, so it holds no sweep syntax and no storage URL.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from sweeper.redact import redact
+
+
+def best_config(trial_dir: Path) -> dict:
+    config = yaml.safe_load((trial_dir / ".hydra" / "config.yaml").read_text())
+    config["trial"] = {"study": None, "number": None, "pruner": config.get("trial", {}).get("pruner", "median"),
+                       "resume_from": None}
+    return config
+
+
+def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
+    winners = table[table["best"] == "*"]
+    if winners.empty:
+        return None
+    row = winners.iloc[0]
+    number = int(row["trial"])
+    config = best_config(sweep_dir / "trials" / str(number))
+    objective = info.get("objective", "eval_loss")
+    header = (f"# Best trial of study {info.get('study', sweep_dir.name)}: trial {number}, "
+              f"{objective} = {row[objective]:.6g} ({info.get('direction', 'minimize')}d)\n"
+              f"# Re-run: python -m sweeper --config-dir {sweep_dir} --config-name best\n")
+    document = {"defaults": [{"override hydra/sweeper": "lr_sweeper"}, "_self_"], **config,
+                "hydra": {"run": {"dir": str(sweep_dir / "best-rerun" / "${now:%Y-%m-%d_%H-%M-%S}")}}}
+    text = redact(header + yaml.safe_dump(document, sort_keys=False))
+    out = sweep_dir / "best.yaml"
+    tmp = out.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return out

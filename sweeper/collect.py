@@ -1,0 +1,145 @@
+"""Rebuilds everything a user looks at from the files under the sweep directory.
+
+    refresh(sweep_dir) -> DataFrame   # writes summary.csv, summary.md, curves.png,
+                                      # best.yaml and the TensorBoard HParams records
+
+Nothing here reads the study: a sweep that ran in-process, in a pool, on
+SLURM or was killed half-way is summarised the same way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from sweeper.results_io import read_metrics, read_result
+
+log = logging.getLogger("sweeper")
+
+STATE_ORDER = {"complete": 0, "pruned": 1, "diverged": 2, "failed": 3, "running": 4}
+_IGNORED_OVERRIDES = ("trial.", "sweep.", "hydra.", "+trial.")
+METRIC_COLUMNS = ["best_eval_loss", "eval_loss", "train_loss", "eval_accuracy", "steps", "tokens",
+                  "wall_seconds", "tokens_per_second", "peak_memory_mb"]
+
+
+def sweep_info(sweep_dir: Path) -> dict:
+    try:
+        return json.loads((sweep_dir / "sweep.json").read_text())
+    except (OSError, ValueError):
+        return {"objective": "eval_loss", "direction": "minimize", "study": sweep_dir.name}
+
+
+def trial_dirs(sweep_dir: Path) -> list[Path]:
+    root = sweep_dir / "trials"
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)) \
+        if root.is_dir() else []
+
+
+def trial_overrides(trial_dir: Path) -> dict:
+    """The trial's own overrides, as Hydra saved them (.hydra/overrides.yaml)."""
+    try:
+        items = yaml.safe_load((trial_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    out = {}
+    for item in items:
+        key, _, value = str(item).partition("=")
+        if key.startswith(_IGNORED_OVERRIDES):
+            continue
+        try:
+            out[key.lstrip("+")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.lstrip("+")] = value
+    return out
+
+
+def trial_row(trial_dir: Path, running: set[int]) -> dict:
+    number = int(trial_dir.name)
+    result = read_result(trial_dir)
+    if result is None:
+        state = "running" if number in running else "failed"
+        reason = "" if number in running else "no result.json: the trial was killed, or is still running"
+        result = {"state": state, "reason": reason}
+        metrics = read_metrics(trial_dir)
+        losses = [r["loss"] for r in metrics if "loss" in r]
+        evals = [r["eval_loss"] for r in metrics if "eval_loss" in r]
+        result.update(steps=metrics[-1]["step"] if metrics else 0, train_loss=losses[-1] if losses else None,
+                      eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None)
+    params = result.get("params") or {}
+    row = {"trial": number, "state": result["state"], "reason": result.get("reason", ""),
+           **trial_overrides(trial_dir)}
+    micro, accum = result.get("micro_batch_size"), result.get("gradient_accumulation_steps")
+    row["effective_batch"] = micro * accum if micro and accum else params.get("batch_size")
+    row["lr"] = row.get("lr", params.get("lr"))
+    for col in METRIC_COLUMNS:
+        row[col] = result.get(col)
+    return row
+
+
+def build_table(sweep_dir: str | Path, running: set[int] | None = None) -> pd.DataFrame:
+    """One row per trial, ranked: finished trials by the objective, then pruned, diverged, failed."""
+    sweep_dir = Path(sweep_dir)
+    info = sweep_info(sweep_dir)
+    rows = [trial_row(d, running or set()) for d in trial_dirs(sweep_dir)]
+    if not rows:
+        return pd.DataFrame(columns=["trial", "state", "reason", "best", *METRIC_COLUMNS])
+    table = pd.DataFrame(rows)
+    objective = info.get("objective", "eval_loss")  # the objective is the final eval metric of that name
+    ascending = info.get("direction", "minimize") == "minimize"
+    table["_rank_state"] = table["state"].map(STATE_ORDER).fillna(5)
+    table["_rank_value"] = pd.to_numeric(table[objective], errors="coerce")
+    if not ascending:
+        table["_rank_value"] = -table["_rank_value"]
+    table = table.sort_values(["_rank_state", "_rank_value", "trial"], na_position="last")
+    table = table.drop(columns=["_rank_state", "_rank_value"]).reset_index(drop=True)
+    table.insert(2, "best", "")
+    complete = table.index[(table["state"] == "complete") & table[objective].notna()]
+    if len(complete):
+        table.loc[complete[0], "best"] = "*"
+    return table
+
+
+def best_trial(table: pd.DataFrame) -> dict | None:
+    winners = table[table["best"] == "*"]
+    return None if winners.empty else winners.iloc[0].to_dict()
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def to_markdown(table: pd.DataFrame, info: dict) -> str:
+    shown = table.drop(columns=["reason"]).map(_fmt) if not table.empty else table
+    head = (f"# Sweep {info.get('study', '')}\n\nObjective: {info.get('objective')} ({info.get('direction')}), "
+            f"sampler {info.get('sampler', '?')}, pruner {(info.get('pruner') or {}).get('name', '?')}. "
+            "`*` marks the best complete trial.\n\n")
+    reasons = "".join(f"- trial {r.trial}: {r.state}: {r.reason}\n" for r in table.itertuples() if r.reason)
+    return head + shown.to_markdown(index=False) + "\n" + (f"\nReasons:\n\n{reasons}" if reasons else "")
+
+
+def refresh(sweep_dir: str | Path, running: set[int] | None = None) -> pd.DataFrame:
+    """Rewrites every summary file; each writer is independent so one failure hides nothing else."""
+    from sweeper import best_config, hparams, plots
+
+    sweep_dir = Path(sweep_dir)
+    info = sweep_info(sweep_dir)
+    table = build_table(sweep_dir, running)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(sweep_dir / "summary.csv", index=False)
+    (sweep_dir / "summary.md").write_text(to_markdown(table, info))
+    for name, step in (("curves.png", lambda: plots.draw_curves(sweep_dir, table)),
+                       ("best.yaml", lambda: best_config.write_best(sweep_dir, table, info)),
+                       ("hparams", lambda: hparams.write_hparams(sweep_dir, table))):
+        try:
+            step()
+        except Exception as err:  # a plot or record failing must not stop the sweep
+            log.warning("could not write %s: %s", name, err)
+    return table

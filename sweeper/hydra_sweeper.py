@@ -1,0 +1,49 @@
+"""The Hydra Sweeper: small on purpose. The work is in sweep_loop.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from sweeper.errors import ConfigError, exit_bad_input
+
+
+@dataclass
+class SweepSettings:
+    sampler: str = "auto"
+    pruner: str = "median"
+    n_trials: int | None = None
+    parallel: int = 1
+    storage: str | None = None
+    seed: int = 0
+    max_failures: int = 5
+    heartbeat_interval: int = 10
+    n_warmup_steps: int = 10
+    n_startup_trials: int = 2
+    percentile: float = 25.0
+    patience: int = 2
+
+
+class LRSweeper(Sweeper):
+    """Optuna over Hydra overrides, with pruning, resume and a slot-filling pool."""
+
+    def __init__(self, **settings: Any):
+        self.settings = SweepSettings(**settings)
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from sweeper.sweep_loop import SweepLoop
+
+        try:
+            loop = SweepLoop(self.settings, self.config, self.hydra_context, self.task_function, arguments)
+        except ConfigError as err:
+            exit_bad_input(err)
+        return loop.run()

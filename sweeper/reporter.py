@@ -1,0 +1,39 @@
+"""The trial's side of pruning: report to the study's storage, ask its pruner.
+
+Works the same in-process, in a pool subprocess or on another machine: the
+trial needs only the study name and trial number (from its config) and the
+storage URL (LR_SWEEPER_STORAGE, or the sweep dir's default sqlite file).
+
+    reporter = StudyReporter("sqlite:///results/s/study.db", "s", trial_number=3)
+    reporter.report(1.23, step=10)
+    if reporter.should_prune(): ...
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from sweeper.study import default_storage_url, load_pruner, make_storage, storage_url_from_env
+
+
+class StudyReporter:
+    def __init__(self, storage_url: str, study_name: str, trial_number: int):
+        storage = make_storage(storage_url)
+        study_id = storage.get_study_id_from_name(study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        study.pruner = load_pruner(study)
+        self.trial = optuna.Trial(study, trial_id)
+
+    @classmethod
+    def for_trial(cls, cfg: dict, trial_dir: str) -> "StudyReporter":
+        # trial_dir is <sweep dir>/trials/<n>: the default storage sits two levels up
+        url = storage_url_from_env() or default_storage_url(Path(trial_dir).parents[1])
+        return cls(url, cfg["trial"]["study"], int(cfg["trial"]["number"]))
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        return self.trial.should_prune()

@@ -1,0 +1,123 @@
+"""Optuna study plumbing: storage, sampler and pruner by name, and counting trials.
+
+All of it is Optuna's own machinery; this module only maps our config names
+onto it. The pruner's settings are kept in the study's user attributes, so a
+trial in any process rebuilds the same pruner from the storage alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from sweeper.errors import ConfigError
+from sweeper.redact import redact
+
+SAMPLERS = ("auto", "tpe", "random", "grid", "cmaes", "qmc", "gp")
+PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
+STORAGE_ENV = "LR_SWEEPER_STORAGE"   # how trials learn the storage URL without it appearing in any config
+USER_STATE = "lr_sweeper.state"      # set on every trial the sweeper told: complete/pruned/diverged/failed
+SLOT = "lr_sweeper.slot"             # set on trials the sweeper enqueued (the n_trials budget)
+
+
+def default_storage_url(sweep_dir: str | Path) -> str:
+    return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
+
+
+def make_storage(url: str, heartbeat_interval: int | None = None):
+    """An Optuna storage; RDB storages get heartbeats and retry of crashed trials."""
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        kwargs = {}
+        if url.startswith("sqlite:"):
+            Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        else:
+            kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        if heartbeat_interval:
+            kwargs.update(heartbeat_interval=int(heartbeat_interval),
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                              max_retry=2, inherit_intermediate_values=True))
+        try:
+            return RDBStorage(url, **kwargs)
+        except Exception as err:  # sqlalchemy/psycopg errors: one line, password hidden
+            msg = " ".join(str(err).split())[:300]
+            raise ConfigError("hydra.sweeper.storage", f"cannot open {redact(url)}: {redact(msg)}") from None
+    if url.endswith((".log", ".journal", ".jsonl")) or url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        path = url.removeprefix("journal:")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(path))
+    raise ConfigError("hydra.sweeper.storage", f"{redact(url)!r} is not accepted; accepted: null (sqlite file in "
+                      "the sweep dir), sqlite:///PATH, postgresql://USER:PASS@HOST/DB, mysql://..., "
+                      "or a journal file path ending in .log")
+
+
+def has_heartbeat(storage) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    return is_heartbeat_enabled(storage)
+
+
+def make_sampler(name: str, seed: int, search_space: dict[str, BaseDistribution], parallel: int):
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=parallel > 1,
+                                          n_startup_trials=5)
+    if name in ("random", "grid"):  # grid points are enqueued; the sampler never draws them
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ConfigError("hydra.sweeper.sampler", "cmaes needs `pip install cmaes`") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    raise ConfigError("hydra.sweeper.sampler", f"{name!r} is not accepted; accepted: {', '.join(SAMPLERS)}")
+
+
+def pruner_spec(settings) -> dict:
+    if settings.pruner not in PRUNERS:
+        raise ConfigError("hydra.sweeper.pruner", f"{settings.pruner!r} is not accepted; "
+                          f"accepted: {', '.join(PRUNERS)}")
+    return {"name": settings.pruner, "n_warmup_steps": int(settings.n_warmup_steps),
+            "n_startup_trials": int(settings.n_startup_trials), "percentile": float(settings.percentile),
+            "patience": int(settings.patience)}
+
+
+def make_pruner(spec: dict) -> optuna.pruners.BasePruner:
+    name = spec["name"]
+    median = dict(n_startup_trials=spec["n_startup_trials"], n_warmup_steps=spec["n_warmup_steps"])
+    if name == "median":
+        return optuna.pruners.MedianPruner(**median)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(spec["percentile"], **median)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, spec["n_warmup_steps"]))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, spec["n_warmup_steps"]))
+    if name == "patient":
+        return optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(**median), patience=spec["patience"])
+    return optuna.pruners.NopPruner()
+
+
+def load_pruner(study: optuna.Study) -> optuna.pruners.BasePruner:
+    spec = study.user_attrs.get("lr_sweeper.pruner")
+    return make_pruner(json.loads(spec) if isinstance(spec, str) else spec or {"name": "none"})
+
+
+def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
+    """Trials that used a slot of n_trials: finished ones the sweeper told, plus live ones.
+    A trial failed by the heartbeat (its retry carries on) or a surplus trial does not count."""
+    if t.state in (TrialState.RUNNING, TrialState.WAITING):
+        return True
+    return t.user_attrs.get(USER_STATE) is not None and not t.user_attrs.get("lr_sweeper.surplus")
+
+
+def storage_url_from_env() -> str | None:
+    return os.environ.get(STORAGE_ENV)
