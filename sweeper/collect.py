@@ -57,7 +57,7 @@ def trial_overrides(trial_dir: Path) -> dict:
     return out
 
 
-def trial_row(trial_dir: Path, running: set[int]) -> dict:
+def trial_row(trial_dir: Path, running: set[int], swept: set[str] | None = None) -> dict:
     number = int(trial_dir.name)
     result = read_result(trial_dir)
     if result is None:
@@ -70,8 +70,10 @@ def trial_row(trial_dir: Path, running: set[int]) -> dict:
         result.update(steps=metrics[-1]["step"] if metrics else 0, train_loss=losses[-1] if losses else None,
                       eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None)
     params = result.get("params") or {}
-    row = {"trial": number, "state": result["state"], "reason": result.get("reason", ""),
-           **trial_overrides(trial_dir)}
+    overrides = trial_overrides(trial_dir)
+    if swept is not None:  # the table shows what was swept; fixed values are in sweep.json and best.yaml
+        overrides = {k: v for k, v in overrides.items() if k in swept}
+    row = {"trial": number, "state": result["state"], "reason": result.get("reason", ""), **overrides}
     micro, accum = result.get("micro_batch_size"), result.get("gradient_accumulation_steps")
     row["effective_batch"] = micro * accum if micro and accum else params.get("batch_size")
     row["lr"] = row.get("lr", params.get("lr"))
@@ -84,7 +86,8 @@ def build_table(sweep_dir: str | Path, running: set[int] | None = None) -> pd.Da
     """One row per trial, ranked: finished trials by the objective, then pruned, diverged, failed."""
     sweep_dir = Path(sweep_dir)
     info = sweep_info(sweep_dir)
-    rows = [trial_row(d, running or set()) for d in trial_dirs(sweep_dir)]
+    swept = set(info["search_space"]) if "search_space" in info else None
+    rows = [trial_row(d, running or set(), swept) for d in trial_dirs(sweep_dir)]
     if not rows:
         return pd.DataFrame(columns=["trial", "state", "reason", "best", *METRIC_COLUMNS])
     table = pd.DataFrame(rows)

@@ -35,6 +35,8 @@ def draw_curves(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
             if column not in metrics:
                 continue
             series = metrics[["step", column]].dropna()
+            if column == "lr":
+                series = series[series[column] > 0]  # warmup starts at 0, which a log axis cannot show
             best = row.best == "*"
             ax.plot(series["step"], series[column], STYLE.get(row.state, "-"),
                     linewidth=2.8 if best else 1.1, alpha=1.0 if best else 0.75,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import optuna
@@ -42,11 +43,16 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
             kwargs.update(heartbeat_interval=int(heartbeat_interval),
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                               max_retry=2, inherit_intermediate_values=True))
-        try:
-            return RDBStorage(url, **kwargs)
-        except Exception as err:  # sqlalchemy/psycopg errors: one line, password hidden
-            msg = " ".join(str(err).split())[:300]
-            raise ConfigError("hydra.sweeper.storage", f"cannot open {redact(url)}: {redact(msg)}") from None
+        for attempt in range(5):
+            try:
+                return RDBStorage(url, **kwargs)
+            except Exception as err:  # sqlalchemy/psycopg errors: one line, password hidden
+                msg = " ".join(str(err).split())[:300]
+                # two sweepers creating the same new database race on its schema: the loser retries
+                if attempt < 4 and ("UNIQUE constraint" in msg or "already exists" in msg or "locked" in msg):
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise ConfigError("hydra.sweeper.storage", f"cannot open {redact(url)}: {redact(msg)}") from None
     if url.endswith((".log", ".journal", ".jsonl")) or url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         path = url.removeprefix("journal:")

@@ -31,8 +31,8 @@ from sweeper.errors import ConfigError
 from sweeper.executors import BASIC_LAUNCHER, LauncherExecutor, PoolExecutor, trial_command, visible_gpus
 from sweeper.progress import Progress
 from sweeper.redact import redact
-from sweeper.results_io import read_result, write_json_atomic
-from sweeper.study import (SLOT, STORAGE_ENV, USER_STATE, counts_toward_budget, default_storage_url,
+from sweeper.results_io import read_result, write_json_atomic, write_result
+from sweeper.study import (SAMPLERS, SLOT, STORAGE_ENV, USER_STATE, counts_toward_budget, default_storage_url,
                            has_heartbeat, make_sampler, make_storage, pruner_spec)
 from sweeper.validate import OBJECTIVES, check_hyperparameters, validate
 
@@ -48,6 +48,8 @@ _TELL_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
 
 
 def _check_settings(s) -> None:
+    if s.sampler not in SAMPLERS:
+        raise ConfigError("hydra.sweeper.sampler", f"{s.sampler!r} is not accepted; accepted: {', '.join(SAMPLERS)}")
     for key, low in (("parallel", 1), ("max_failures", 1), ("heartbeat_interval", 1)):
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -203,7 +205,11 @@ class SweepLoop:
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
         history = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
         if history:
-            out.append(f"trial.resume_from={self.sweep_dir / 'trials' / str(history[-1])}")
+            dead = self.sweep_dir / "trials" / str(history[-1])
+            out.append(f"trial.resume_from={dead}")
+            if read_result(dead) is None:  # say in its directory what became of it
+                write_result(dead, {"state": "failed", "retried_as": trial.number,
+                                    "reason": f"its process died (no heartbeat); retried as trial {trial.number}"})
         return out
 
     def _others_running(self) -> bool:

@@ -170,7 +170,8 @@ def check_data(cfg: Mapping) -> None:
         try:
             read_rows(path, fmt)
         except ConfigError as err:
-            raise ConfigError(key, str(err).split(": ", 1)[1]) from None
+            field = key if err.field == "data.path" else err.field
+            raise ConfigError(field, str(err).split(": ", 1)[1]) from None
 
 
 def validate(cfg: Mapping) -> None:

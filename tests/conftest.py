@@ -71,3 +71,26 @@ def chat_data(tmp_path) -> Path:
                                   {"role": "assistant", "content": str(a + b)}]})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def compose(overrides: list[str]) -> dict:
+    """The composed trial config, as the task function sees it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sweeper.paths import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = hydra_compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def read_json(path: Path) -> dict:
+    import json
+    return json.loads(Path(path).read_text())
+
+
+def metric_steps(trial_dir: Path) -> list[int]:
+    from sweeper.results_io import read_metrics
+    return [r["step"] for r in read_metrics(trial_dir)]

@@ -78,9 +78,15 @@ class MetricsFile(TrainerCallback):
             f.write(json.dumps(self.pending) + "\n")
         self.pending = None
 
-    def first_loss(self) -> float | None:
+    def reference_loss(self) -> float | None:
+        """Where the loss started: the untrained model's eval loss (a whole eval set, so not at the
+        mercy of one easy batch), else the worst of the first three train losses."""
         rows = self.history + ([self.pending] if self.pending else [])
-        return next((r["loss"] for r in rows if "loss" in r), None)
+        initial = next((r["eval_loss"] for r in rows if r["step"] == 0 and "eval_loss" in r), None)
+        if initial is not None:
+            return initial
+        first = [r["loss"] for r in rows if "loss" in r][:3]
+        return max(first) if first else None
 
 
 class DivergenceGuard(TrainerCallback):
@@ -93,7 +99,7 @@ class DivergenceGuard(TrainerCallback):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
-        start = self.metrics.first_loss()
+        start = self.metrics.reference_loss()
         if not math.isfinite(loss):
             self.outcome.stop(control, "diverged", f"train loss became {loss} at step {state.global_step}")
         elif start is not None and state.global_step >= self.min_steps and loss > self.factor * start:

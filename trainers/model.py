@@ -34,9 +34,17 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def _short(err: Exception) -> str:
+    return " ".join(str(err).split())[:200]
+
+
 def load_tokenizer(model_cfg):
-    tok = AutoTokenizer.from_pretrained(model_cfg["name_or_path"], revision=model_cfg.get("revision"),
-                                        trust_remote_code=bool(model_cfg.get("trust_remote_code")))
+    try:
+        tok = AutoTokenizer.from_pretrained(model_cfg["name_or_path"], revision=model_cfg.get("revision"),
+                                            trust_remote_code=bool(model_cfg.get("trust_remote_code")))
+    except (OSError, ValueError) as err:
+        raise ConfigError("model.name_or_path", f"{model_cfg['name_or_path']}: cannot load its tokenizer "
+                          f"({_short(err)})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
@@ -50,8 +58,9 @@ def load_model(cfg, precision: str):
         model = AutoModelForCausalLM.from_pretrained(
             model_cfg["name_or_path"], revision=model_cfg.get("revision"), dtype=dtype,
             trust_remote_code=bool(model_cfg.get("trust_remote_code")), use_safetensors=None)
-    except OSError as err:
-        raise ConfigError("model.name_or_path", f"{model_cfg['name_or_path']}: cannot load ({err})") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError("model.name_or_path", f"{model_cfg['name_or_path']}: cannot load the model "
+                          f"({_short(err)})") from None
     window = getattr(model.config, "max_position_embeddings", None)
     if window is not None and int(cfg["max_seq_length"]) > window:
         raise ConfigError("max_seq_length", f"{cfg['max_seq_length']} exceeds the model's context window "

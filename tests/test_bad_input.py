@@ -1,0 +1,102 @@
+"""Bad input, table-driven: one clear line naming the field, exit 2, no traceback, nothing
+already saved is touched (an existing sweep directory and its study stay byte-identical)."""
+import hashlib
+import json
+
+import optuna
+import pytest
+
+from conftest import run_cli
+
+SECRET = "s3cretpw"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "empty.jsonl").write_text("")
+    (d / "broken.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": \n')
+    (d / "nofields.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a"}\n')
+    (d / "conf").mkdir()
+    (d / "conf" / "badcfg.yaml").write_text("defaults:\n  - config\n  - _self_\nlr: -3\n")
+    (d / "model").mkdir()
+    (d / "model" / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 64}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def existing_sweep(tmp_path_factory):
+    """A sweep that already ran: its study and summary must survive every bad command."""
+    d = tmp_path_factory.mktemp("existing")
+    study = optuna.create_study(study_name="existing", storage=f"sqlite:///{d / 'study.db'}")
+    study.enqueue_trial({"lr": 1e-3})
+    (d / "summary.md").write_text("# kept\n")
+    return d
+
+
+def snapshot(d):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+SINGLE = [
+    (["lr=-1"], "lr"),
+    (["lr=abc"], "lr"),
+    (["batch_size=0"], "batch_size"),
+    (["batch_size=10", "micro_batch_size=4"], "batch_size"),
+    (["eval_interval=30", "save_interval=100"], "eval_interval"),
+    (["max_seq_length=100000"], "max_seq_length"),
+    (["scheduler=bogus"], "scheduler"),
+    (["scheduler.warmup=100"], "scheduler.warmup"),
+    (["precision=fp8"], "precision"),
+    (["objective=bleu"], "objective"),
+    (["lora.r=0"], "lora.r"),
+    (["lora=r7"], "lora"),
+    (["model.name_or_path={d}/nowhere"], "model.name_or_path"),
+    (["model.name_or_path={d}/model"], "max_seq_length"),  # 128 > its 64-token window
+    (["data=local", "data.path={d}/missing.jsonl"], "data.path"),
+    (["data=local", "data.path={d}/empty.jsonl"], "data.path"),
+    (["data=local", "data.path={d}/broken.jsonl"], "data.path"),
+    (["data=local", "data.path={d}/nofields.jsonl"], "data.path"),
+    (["data.format=xml"], "data.format"),
+    (["lr=(1e-3"], "cannot parse"),
+    (["--config-dir", "{d}/conf", "--config-name", "badcfg"], "lr"),
+]
+SWEEP = [
+    (["lr=1e-4,1e-3", "hydra.sweeper.sampler=bogus"], "hydra.sweeper.sampler"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.pruner=nah"], "hydra.sweeper.pruner"),
+    (["lr=tag(log,interval(0,1e-3))"], "lr"),
+    (["lr=tag(log,interval(1e-5,1e-2))", "hydra.sweeper.sampler=grid"], "hydra.sweeper.sampler"),
+    (["batch_size=8,10", "micro_batch_size=4"], "batch_size"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.parallel=0"], "hydra.sweeper.parallel"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials"),
+    (["lr=1e-4,1e-3", "scheduler=cosine,bogus"], "scheduler"),
+    (["lr=1e-4,1e-3", f"hydra.sweeper.storage=postgresql://me:{SECRET}@127.0.0.1:9/db"], "hydra.sweeper.storage"),
+    (["lr=1e-4,1e-3", f"hydra.sweeper.storage=mongodb://me:{SECRET}@127.0.0.1/db"], "hydra.sweeper.storage"),
+    (["lr=1e-4,1e-3", "objective=eval_accuracy"], "objective"),  # the study minimises
+]
+
+
+def check(proc, field):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-500:], proc.stderr[-1500:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and field in lines[-1], proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert SECRET not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args, field", SINGLE, ids=[" ".join(a) for a, _ in SINGLE])
+def test_single_run_bad_input(args, field, files, tmp_path):
+    args = [a.format(d=files) for a in args]
+    proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}"] if "--config-dir" not in args else
+                   [*args, f"hydra.run.dir={tmp_path / 'run'}"])
+    check(proc, field)
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+@pytest.mark.parametrize("args, field", SWEEP, ids=[" ".join(a) for a, _ in SWEEP])
+def test_sweep_bad_input_leaves_the_existing_sweep_alone(args, field, existing_sweep):
+    before = snapshot(existing_sweep)
+    proc = run_cli(["-m", "sweep.name=existing", f"hydra.sweep.dir={existing_sweep}", *args])
+    check(proc, field)
+    assert snapshot(existing_sweep) == before
+    assert not (existing_sweep / "trials").exists()

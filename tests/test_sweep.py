@@ -1,0 +1,151 @@
+"""The sweeper end to end: grid, pruning, failures, kill -9 resume, two processes on one study."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import FAST, ROOT, read_json, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def told(sweep_dir, name):
+    """Trials the sweeper finished and told the study about (retried ghosts excluded)."""
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    return [t for t in study.trials if t.user_attrs.get("lr_sweeper.state")], study
+
+
+def test_card_command_exactly_as_typed(tmp_path):
+    sweep = tmp_path / "card"
+    proc = run_cli(["-m", "lr=1e-5,3e-4", "scheduler=cosine", f"hydra.sweep.dir={sweep}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = sorted((sweep / "trials").iterdir())
+    assert [t.name for t in trials] == ["0", "1"]
+    lrs = set()
+    for t in trials:
+        result = read_json(t / "result.json")
+        assert result["state"] == "complete"
+        assert result["params"]["scheduler"] == "cosine"
+        lrs.add(result["params"]["lr"])
+    assert lrs == {1e-5, 3e-4}
+    for name in ("summary.csv", "summary.md", "curves.png", "best.yaml", "study.db"):
+        assert (sweep / name).is_file(), name
+    assert "lr-scheduler-" in proc.stdout + proc.stderr  # the default, command-derived study name
+
+
+def test_pruning_stops_bad_trials_early_and_saves_steps(tmp_path):
+    sweep = tmp_path / "prune"
+    # two good lrs finish first; the pruner then stops the hopeless ones at their first evaluation
+    proc = run_cli(["-m", "lr=2e-2,1e-2,1e-6,2e-6", f"hydra.sweep.dir={sweep}", "sweep.name=prune",
+                    "max_steps=12", "eval_interval=3", "save_interval=6", "data.max_eval_examples=16",
+                    "hydra.sweeper.n_warmup_steps=0", "hydra.sweeper.n_startup_trials=2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials, study = told(sweep, "prune")
+    states = {t.params["lr"]: t.state for t in trials}
+    assert states[2e-2] == states[1e-2] == TrialState.COMPLETE
+    assert TrialState.PRUNED in (states[1e-6], states[2e-6])
+    steps = [read_json(sweep / "trials" / str(t.number) / "result.json")["steps"] for t in trials]
+    assert sum(steps) < 4 * 12
+    pruned = next(t for t in trials if t.state == TrialState.PRUNED)
+    pruned_dir = sweep / "trials" / str(pruned.number)
+    assert read_json(pruned_dir / "result.json")["state"] == "pruned"
+    assert list(pruned_dir.glob("checkpoint-*")), "a pruned trial keeps its checkpoint"
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 256}')
+    sweep = tmp_path / "fail"
+    tiny = ROOT / "trainers" / "embedded" / "tiny-llama"
+    proc = run_cli(["-m", f"model.name_or_path={tiny},{broken}", f"hydra.sweep.dir={sweep}", "sweep.name=f",
+                    *FAST])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials, _ = told(sweep, "f")
+    by_state = {t.user_attrs["lr_sweeper.state"]: t for t in trials}
+    assert set(by_state) == {"complete", "failed"}
+    failed = read_json(sweep / "trials" / str(by_state["failed"].number) / "result.json")
+    assert failed["state"] == "failed" and "model.name_or_path" in failed["reason"]
+    # a failure budget stops a sweep that only fails
+    proc = run_cli(["-m", f"model.name_or_path={broken},{tiny}", "seed=1,2,3", f"hydra.sweep.dir={tmp_path / 'f2'}",
+                    "sweep.name=f2", "hydra.sweeper.max_failures=2", *FAST])
+    assert proc.returncode == 1 and "max_failures" in proc.stdout
+
+
+def _sweep_args(sweep, name, extra=()):
+    return [sys.executable, "-m", "sweeper", "-m", f"hydra.sweep.dir={sweep}", f"sweep.name={name}",
+            "lr=1e-3,3e-3,1e-2", "max_steps=30", "eval_interval=5", "save_interval=10",
+            "data.max_eval_examples=16", "hydra.sweeper.heartbeat_interval=1", *extra]
+
+
+def test_kill_9_then_the_same_command_finishes_exactly_n_trials(tmp_path):
+    sweep = tmp_path / "kill"
+    env = {**os.environ, "LR_SWEEPER_QUIET": "1"}
+    proc = subprocess.Popen(_sweep_args(sweep, "kill"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((sweep / "trials").glob("1/checkpoint-*")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (sweep / "trials" / "1" / "result.json").exists(), "killed during trial 1"
+    again = subprocess.run(_sweep_args(sweep, "kill"), cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials, study = told(sweep, "kill")
+    assert sorted(t.params["lr"] for t in trials) == [1e-3, 3e-3, 1e-2]  # none lost, none twice
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retry = next(t for t in trials if t.number > 2)
+    result = read_json(sweep / "trials" / str(retry.number) / "result.json")
+    assert "/trials/1/" in (result["resumed_from"] or "") or result["resumed_from"].endswith(
+        tuple(f"checkpoint-{s}" for s in (10, 20))), result["resumed_from"]
+    assert read_json(sweep / "trials" / "1" / "result.json")["retried_as"] == retry.number
+
+
+def run_two_sweepers(sweep, name, extra):
+    env = {**os.environ, "LR_SWEEPER_QUIET": "1"}
+    args = [sys.executable, "-m", "sweeper", "-m", f"hydra.sweep.dir={sweep}", f"sweep.name={name}",
+            "lr=tag(log,interval(1e-4,3e-2))", "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler=random",
+            *FAST, *extra]
+    procs = [subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    return outs
+
+
+def assert_split_without_duplicates(study, sweep, outs):
+    trials = study.trials
+    assert len({t.number for t in trials}) == len(trials)
+    assert all(t.state.is_finished() for t in trials)
+    counted = [t for t in trials if t.user_attrs.get("lr_sweeper.state") and not t.user_attrs.get("lr_sweeper.surplus")]
+    assert len(counted) == 6
+    assert all(t.state == TrialState.COMPLETE for t in counted)
+    started = [line.split()[1] for out in outs for line in out.splitlines() if line.strip().startswith("trial ")
+               and " started" in line]
+    assert len(started) == len(set(started)) == 6  # every trial ran once, in one process
+    assert all("started" in out for out in outs)  # both processes did work
+    assert len({p.name for p in (sweep / "trials").iterdir()}) == len(counted)
+
+
+def test_two_processes_share_the_default_file_storage(tmp_path):
+    sweep = tmp_path / "two"
+    outs = run_two_sweepers(sweep, "two", [])
+    study = optuna.load_study(study_name="two", storage=f"sqlite:///{sweep / 'study.db'}")
+    assert_split_without_duplicates(study, sweep, outs)
+
+
+def test_importing_the_sweeper_imports_no_torch():
+    code = ("import sys, sweeper, sweeper.sweep_loop, sweeper.collect, sweeper.report, sweeper.reporter, "
+            "sweeper.hydra_sweeper, sweeper.__main__, hydra_plugins.lr_sweeper; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,85 @@
+"""A real fine-tune, end to end (trainers/train.py): the embedded default and other architectures."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FAST, ROOT, compose, metric_steps, read_json, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_trial_from_the_cli(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli([f"hydra.run.dir={out}", "max_steps=40"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = read_json(out / "result.json")
+    assert result["state"] == "complete"
+    assert math.isfinite(result["eval_loss"])
+    assert result["eval_loss"] < result["initial_eval_loss"]  # it learnt something
+    assert 0.0 <= result["eval_accuracy"] <= 1.0
+    assert set(result["truncation"]) >= {"examples", "truncated_examples", "tokens_cut", "max_seq_length"}
+    assert result["steps"] == 40 and result["tokens"] > 0 and result["tokens_per_second"] > 0
+    assert result["micro_batch_size"] * result["gradient_accumulation_steps"] == 16
+    assert result["params"]["lora.alpha"] == 2 * result["params"]["lora.r"]
+    steps = metric_steps(out)
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert "max_steps=40 overrides epochs" in proc.stdout + proc.stderr
+
+
+def test_huge_lr_diverges_within_a_few_steps(tmp_path):
+    from trainers.train import train
+    cfg = compose(["lr=50.0", "scheduler=constant", "max_steps=40", "eval_interval=10", "save_interval=20",
+                   "data.max_eval_examples=16"])
+    result = train(cfg, tmp_path)
+    assert result["state"] == "diverged", result
+    assert result["steps"] <= 10
+    assert "train loss" in result["reason"]
+    assert not list(tmp_path.glob("checkpoint-*"))  # nothing of a diverged model is kept
+
+
+def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "sweeper", f"hydra.run.dir={out}", "max_steps=60", "eval_interval=10",
+            "save_interval=20", "data.max_eval_examples=16"]
+    env = {**os.environ, "LR_SWEEPER_QUIET": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(out.glob("checkpoint-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    checkpoints = list(out.glob("checkpoint-*"))
+    assert checkpoints and not (out / "result.json").exists()
+    first = min(int(p.name.split("-")[1]) for p in checkpoints)
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    result = read_json(out / "result.json")
+    assert result["state"] == "complete" and result["steps"] == 60
+    assert result["resumed_from"] and int(result["resumed_from"].rsplit("-", 1)[1]) >= first
+    steps = metric_steps(out)
+    assert steps == sorted(set(steps)), "a resumed trial logs each step once"
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
+@pytest.mark.parametrize("fmt", ["alpaca", "chat"])
+def test_other_architectures_with_lora_on_qkv_and_mlp(arch, fmt, micro_models, chat_data, tmp_path):
+    from trainers.train import train
+    data = ["data=local", f"data.path={chat_data}"] if fmt == "chat" else []
+    cfg = compose([f"model.name_or_path={micro_models[arch]}", "lora.targets=[query,key,value,mlp]",
+                   "lr=1e-2", *data, *FAST])
+    result = train(cfg, tmp_path)
+    assert result["state"] == "complete", result
+    assert result["steps"] == 6 and math.isfinite(result["eval_loss"])
+    assert result["params"]["lora.targets"] == "query,key,value,mlp"
+    adapter = json.loads(next(tmp_path.glob("checkpoint-*/adapter_config.json")).read_text())
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
+    expected = {"gpt2": {"c_attn", "c_fc", "c_proj"}, "qwen2": {"q_proj", "k_proj", "v_proj", "gate_proj",
+                                                                "up_proj", "down_proj"}}[arch]
+    assert {m.rsplit(".", 1)[-1] for m in adapter["target_modules"]} == expected
