@@ -86,7 +86,8 @@ def _sweep_args(sweep, name, extra=()):
 def test_kill_9_then_the_same_command_finishes_exactly_n_trials(tmp_path):
     sweep = tmp_path / "kill"
     env = {**os.environ, "LR_SWEEPER_QUIET": "1"}
-    proc = subprocess.Popen(_sweep_args(sweep, "kill"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    args = _sweep_args(sweep, "kill", ["hydra.sweeper.pruner=none"])  # every trial must run to the end
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list((sweep / "trials").glob("1/checkpoint-*")):
@@ -94,7 +95,7 @@ def test_kill_9_then_the_same_command_finishes_exactly_n_trials(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (sweep / "trials" / "1" / "result.json").exists(), "killed during trial 1"
-    again = subprocess.run(_sweep_args(sweep, "kill"), cwd=ROOT, env=env, capture_output=True, text=True,
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     trials, study = told(sweep, "kill")
