@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from sweeper.results_io import write_result
 from sweeper.validate import gradient_accumulation_steps, lora_alpha, validate
@@ -79,12 +78,29 @@ def _peak_memory_mb() -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss"
 
 
+def newest_complete_checkpoint(directory: Path) -> str | None:
+    """The newest checkpoint-N whose trainer_state.json (the Trainer writes it last) parses.
+    A checkpoint cut short by a kill is removed, so training redoes those steps."""
+    if not directory.is_dir():
+        return None
+    found = sorted((p for p in directory.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            log.warning("removing incomplete checkpoint %s (cut short by a kill?)", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
 def _adopt_checkpoint(trial_dir: Path, previous: str | None) -> None:
     """A retried trial starts from the newest checkpoint of the trial it replaces."""
-    if not previous or (trial_dir.exists() and get_last_checkpoint(str(trial_dir))):
+    if not previous or newest_complete_checkpoint(trial_dir):
         return
     src = Path(previous)
-    last = get_last_checkpoint(str(src)) if src.is_dir() else None
+    last = newest_complete_checkpoint(src)
     if last is None:
         return
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +156,7 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None) -> dict:
     metrics = MetricsFile(trial_dir / "metrics.jsonl")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(trial_dir / "tb")
     _adopt_checkpoint(trial_dir, (cfg.get("trial") or {}).get("resume_from"))
-    resume = get_last_checkpoint(str(trial_dir)) if trial_dir.exists() else None
+    resume = newest_complete_checkpoint(trial_dir)
     trainer = Trainer(
         model=model, args=training_arguments(cfg, trial_dir, precision, max_steps, accumulation, not resume),
         train_dataset=train_set, eval_dataset=eval_set,
