@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from sweeper.redact import redact
+from sweeper.results_io import write_json_atomic
 
 
 def best_config(trial_dir: Path) -> dict:
@@ -40,4 +41,8 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
     tmp = out.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(out)
+    write_json_atomic(sweep_dir / "best.json", {  # the same facts, for scripts
+        "study": info.get("study", sweep_dir.name), "trial": number, "objective": objective,
+        "value": float(row[objective]), "direction": info.get("direction", "minimize"),
+        "trial_dir": str(sweep_dir / "trials" / str(number))})
     return out

@@ -18,6 +18,8 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.hparams import summary_v2 as hp  # TF-free, unlike hparams.summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from sweeper.results_io import read_result
+
 SUFFIX = ".lrsweeper-hparams"
 FINAL_METRICS = ("eval_loss", "best_eval_loss", "eval_accuracy", "train_loss", "tokens_per_second",
                  "peak_memory_mb")
@@ -33,9 +35,10 @@ def _hparam_value(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def session_hparams(row: dict) -> dict:
+def session_hparams(row: dict, params: dict) -> dict:
+    """The trial's key hyperparameters (result.json params) plus every swept value and its state."""
     out = {}
-    for key, value in row.items():
+    for key, value in {**params, **row}.items():
         if key in _NOT_HPARAMS:
             continue
         value = _hparam_value(value)
@@ -65,7 +68,7 @@ def write_hparams(sweep_dir: Path, table: pd.DataFrame) -> int:
         metrics = [Summary(value=[Summary.Value(tag=f"hparams/{name}", simple_value=float(row[name]))])
                    for name in FINAL_METRICS
                    if isinstance(row.get(name), (int, float)) and math.isfinite(float(row[name]))]
-        start = hp.hparams_pb(session_hparams(row), trial_id=f"trial {row['trial']}")
+        start = hp.hparams_pb(session_hparams(row, (read_result(run_dir.parent) or {}).get("params") or {}), trial_id=f"trial {row['trial']}")
         _write(run_dir, [start, *metrics], step=int(row.get("steps") or 0))
         written += 1
     return written

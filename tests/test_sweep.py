@@ -36,6 +36,9 @@ def test_card_command_exactly_as_typed(tmp_path):
     for name in ("summary.csv", "summary.md", "curves.png", "best.yaml", "study.db"):
         assert (sweep / name).is_file(), name
     assert "lr-scheduler-" in proc.stdout + proc.stderr  # the default, command-derived study name
+    assert "[2/2] trial" in proc.stdout and "elapsed" in proc.stdout  # the live progress line
+    table = (sweep / "summary.md").read_text()
+    assert table.count("| complete") == 2 and "1e-05" in table and "0.0003" in table
 
 
 def test_pruning_stops_bad_trials_early_and_saves_steps(tmp_path):
