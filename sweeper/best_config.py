@@ -31,8 +31,11 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
     number = int(row["trial"])
     config = best_config(sweep_dir / "trials" / str(number))
     objective = info.get("objective", "eval_loss")
+    seeds = int(row["seeds"]) if "seeds" in row and pd.notna(row["seeds"]) else 1
+    backing = (f"# Backed by {seeds} seeds: {objective} mean {row[f'{objective}_mean']:.6g}, "
+               f"std {row[f'{objective}_std']:.3g}\n" if seeds > 1 else "# Backed by 1 seed\n")
     header = (f"# Best trial of study {info.get('study', sweep_dir.name)}: trial {number}, "
-              f"{objective} = {row[objective]:.6g} ({info.get('direction', 'minimize')}d)\n"
+              f"{objective} = {row[objective]:.6g} ({info.get('direction', 'minimize')}d)\n" + backing +
               f"# Re-run: python -m sweeper --config-dir {sweep_dir} --config-name best\n")
     document = {"defaults": [{"override hydra/sweeper": "lr_sweeper"}, "_self_"], **config,
                 "hydra": {"run": {"dir": str(sweep_dir / "best-rerun" / "${now:%Y-%m-%d_%H-%M-%S}")}}}
@@ -43,6 +46,8 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
     tmp.replace(out)
     write_json_atomic(sweep_dir / "best.json", {  # the same facts, for scripts
         "study": info.get("study", sweep_dir.name), "trial": number, "objective": objective,
-        "value": float(row[objective]), "direction": info.get("direction", "minimize"),
+        "value": float(row[objective]), "direction": info.get("direction", "minimize"), "seeds": seeds,
+        "mean": float(row[f"{objective}_mean"]) if seeds > 1 else None,
+        "std": float(row[f"{objective}_std"]) if seeds > 1 else None,
         "trial_dir": str(sweep_dir / "trials" / str(number))})
     return out

@@ -39,7 +39,7 @@ def trial_dirs(sweep_dir: Path) -> list[Path]:
         if root.is_dir() else []
 
 
-def trial_overrides(trial_dir: Path) -> dict:
+def trial_overrides(trial_dir: Path, keep_bookkeeping: bool = False) -> dict:
     """The trial's own overrides, as Hydra saved them (.hydra/overrides.yaml)."""
     try:
         items = yaml.safe_load((trial_dir / ".hydra" / "overrides.yaml").read_text()) or []
@@ -48,7 +48,7 @@ def trial_overrides(trial_dir: Path) -> dict:
     out = {}
     for item in items:
         key, _, value = str(item).partition("=")
-        if key.startswith(_IGNORED_OVERRIDES):
+        if key.startswith(_IGNORED_OVERRIDES) and not keep_bookkeeping:
             continue
         try:
             out[key.lstrip("+")] = yaml.safe_load(value)
@@ -70,13 +70,20 @@ def trial_row(trial_dir: Path, running: set[int], swept: set[str] | None = None)
         result.update(steps=metrics[-1]["step"] if metrics else 0, train_loss=losses[-1] if losses else None,
                       eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None)
     params = result.get("params") or {}
-    overrides = trial_overrides(trial_dir)
+    overrides = trial_overrides(trial_dir, keep_bookkeeping=True)
+    repeat_of = overrides.pop("trial.repeat_of", None)
+    overrides = {k: v for k, v in overrides.items() if not k.startswith(_IGNORED_OVERRIDES)}
+    if repeat_of is not None:
+        overrides.pop("seed", None)  # the seed is what a repeat changes; it is in its own column
     if swept is not None:  # the table shows what was swept; fixed values are in sweep.json and best.yaml
         overrides = {k: v for k, v in overrides.items() if k in swept}
     row = {"trial": number, "state": result["state"], "reason": result.get("reason", ""), **overrides}
     micro, accum = result.get("micro_batch_size"), result.get("gradient_accumulation_steps")
     row["effective_batch"] = micro * accum if micro and accum else params.get("batch_size")
     row["lr"] = row.get("lr", params.get("lr"))
+    row["effective_lr"] = result.get("effective_lr", row["lr"])
+    row["seed"] = params.get("seed")
+    row["repeat_of"] = repeat_of
     for col in METRIC_COLUMNS:
         row[col] = result.get(col)
     return row
@@ -100,15 +107,61 @@ def build_table(sweep_dir: str | Path, running: set[int] | None = None) -> pd.Da
     table = table.sort_values(["_rank_state", "_rank_value", "trial"], na_position="last")
     table = table.drop(columns=["_rank_state", "_rank_value"]).reset_index(drop=True)
     table.insert(2, "best", "")
-    complete = table.index[(table["state"] == "complete") & table[objective].notna()]
-    if len(complete):
-        table.loc[complete[0], "best"] = "*"
-    return table
+    add_seed_statistics(table, objective)
+    winner = pick_winner(table, objective, ascending)
+    if winner is not None:
+        table.loc[winner, "best"] = "*"
+    if info.get("second_objective"):
+        table.insert(3, "pareto", pareto_marks(table, [objective, info["second_objective"]],
+                                               [info.get("direction"), info.get("second_direction")]))
+    return tidy(table)
 
 
-def best_trial(table: pd.DataFrame) -> dict | None:
-    winners = table[table["best"] == "*"]
-    return None if winners.empty else winners.iloc[0].to_dict()
+def add_seed_statistics(table: pd.DataFrame, objective: str) -> None:
+    """Seed repeats: mean, std and count of the objective over each config's seeds."""
+    if table["repeat_of"].isna().all():
+        return
+    group = table["repeat_of"].fillna(table["trial"]).astype(int)
+    complete = table["state"] == "complete"
+    values = pd.to_numeric(table[objective], errors="coerce").where(complete)
+    stats = values.groupby(group).agg(["mean", "std", "count"])
+    table[f"{objective}_mean"] = group.map(stats["mean"])
+    table[f"{objective}_std"] = group.map(stats["std"])
+    table["seeds"] = group.map(stats["count"]).astype(int)
+
+
+def pick_winner(table: pd.DataFrame, objective: str, ascending: bool):
+    """The best complete trial; with seed repeats, the original of the config with the best mean."""
+    complete = table[(table["state"] == "complete") & table[objective].notna()]
+    if complete.empty:
+        return None
+    if "seeds" in table and (complete["seeds"] > 1).any():
+        repeated = complete[(complete["seeds"] > 1) & complete["repeat_of"].isna()]
+        if not repeated.empty:
+            column = f"{objective}_mean"
+            return (repeated[column].idxmin() if ascending else repeated[column].idxmax())
+    return complete.index[0]
+
+
+def pareto_marks(table: pd.DataFrame, columns: list[str], directions: list[str]) -> list[str]:
+    """'yes' for the complete trials no other complete trial beats on every objective."""
+    signs = [1 if d == "minimize" else -1 for d in directions]
+    points = {i: [s * float(table.loc[i, c]) for s, c in zip(signs, columns)]
+              for i in table.index if table.loc[i, "state"] == "complete"
+              and all(pd.notna(table.loc[i, c]) for c in columns)}
+    front = {i for i, p in points.items()
+             if not any(all(a <= b for a, b in zip(q, p)) and q != p for j, q in points.items() if j != i)}
+    return ["yes" if i in front else "" for i in table.index]
+
+
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns that say nothing in this sweep go: no repeats, lr never scaled."""
+    drop = [c for c in ("repeat_of",) if table[c].isna().all()]
+    if "seeds" not in table:
+        drop.append("seed") if table["seed"].nunique(dropna=True) <= 1 else None
+    if (pd.to_numeric(table["effective_lr"], errors="coerce") == pd.to_numeric(table["lr"], errors="coerce")).all():
+        drop.append("effective_lr")
+    return table.drop(columns=drop)
 
 
 def _fmt(value) -> str:
@@ -123,7 +176,9 @@ def to_markdown(table: pd.DataFrame, info: dict) -> str:
     shown = table.drop(columns=["reason"]).map(_fmt) if not table.empty else table
     head = (f"# Sweep {info.get('study', '')}\n\nObjective: {info.get('objective')} ({info.get('direction')}), "
             f"sampler {info.get('sampler', '?')}, pruner {(info.get('pruner') or {}).get('name', '?')}. "
-            "`*` marks the best complete trial.\n\n")
+            "`*` marks the best complete trial" + (" (best mean over its seeds)" if "seeds" in table else "") + ".\n"
+            + (f"Second objective: {info['second_objective']} ({info.get('second_direction')}); `pareto` marks "
+               "the Pareto front.\n" if info.get("second_objective") else "") + "\n")
     reasons = "".join(f"- trial {r.trial}: {r.state}: {r.reason}\n" for r in table.itertuples() if r.reason)
     return head + shown.to_markdown(index=False) + "\n" + (f"\nReasons:\n\n{reasons}" if reasons else "")
 

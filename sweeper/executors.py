@@ -117,9 +117,9 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def trial_command(config) -> list[str]:
+def trial_command(config, module: str = "sweeper") -> list[str]:
     """`python -m sweeper` with the same config name, search path and non-sweep hydra overrides."""
-    cmd = [sys.executable, "-m", "sweeper", "--config-name", str(config.hydra.job.config_name)]
+    cmd = [sys.executable, "-m", module, "--config-name", str(config.hydra.job.config_name)]
     for source in config.hydra.runtime.config_sources:
         if source.provider == "command-line" and source.schema == "file":
             cmd += ["--config-dir", source.path]

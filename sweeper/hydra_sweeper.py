@@ -1,7 +1,7 @@
 """The Hydra Sweeper: small on purpose. The work is in sweep_loop.py."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, List
 
 from hydra.plugins.sweeper import Sweeper
@@ -25,12 +25,15 @@ class SweepSettings:
     n_startup_trials: int = 2
     percentile: float = 25.0
     patience: int = 2
+    second_objective: str | None = None
+    repeat: dict = field(default_factory=lambda: {"top_k": 0, "seeds": 3})
 
 
 class LRSweeper(Sweeper):
     """Optuna over Hydra overrides, with pruning, resume and a slot-filling pool."""
 
     def __init__(self, **settings: Any):
+        settings["repeat"] = dict(settings.get("repeat") or {"top_k": 0, "seeds": 3})
         self.settings = SweepSettings(**settings)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None

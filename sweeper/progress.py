@@ -24,9 +24,10 @@ class Progress:
         self.minimize = objective == "eval_loss"
         self.done_here = 0
 
-    def started(self, number: int, params: dict) -> None:
+    def started(self, number: int, params: dict, repeat_seed: int | None = None) -> None:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        print(f"  trial {number} started: {shown or 'defaults'}", file=self.stream, flush=True)
+        seed = f" (seed repeat, seed={repeat_seed})" if repeat_seed is not None else ""
+        print(f"  trial {number} started: {shown or 'defaults'}{seed}", file=self.stream, flush=True)
 
     def finished(self, number: int, result: dict) -> None:
         state = result["state"]

@@ -18,22 +18,27 @@ from sweeper.study import default_storage_url, load_pruner, make_storage, storag
 
 
 class StudyReporter:
-    def __init__(self, storage_url: str, study_name: str, trial_number: int):
+    def __init__(self, storage_url: str, study_name: str, trial_number: int, may_prune: bool = True):
         storage = make_storage(storage_url)
         study_id = storage.get_study_id_from_name(study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
         study = optuna.load_study(study_name=study_name, storage=storage)
         study.pruner = load_pruner(study)
         self.trial = optuna.Trial(study, trial_id)
+        self.multi_objective = len(study.directions) > 1  # Optuna cannot prune those
+        self.may_prune = may_prune
 
     @classmethod
     def for_trial(cls, cfg: dict, trial_dir: str) -> "StudyReporter":
         # trial_dir is <sweep dir>/trials/<n>: the default storage sits two levels up
         url = storage_url_from_env() or default_storage_url(Path(trial_dir).parents[1])
-        return cls(url, cfg["trial"]["study"], int(cfg["trial"]["number"]))
+        # a seed repeat measures the spread of a finished config: it always runs to the end
+        return cls(url, cfg["trial"]["study"], int(cfg["trial"]["number"]),
+                   may_prune=cfg["trial"].get("repeat_of") is None)
 
     def report(self, value: float, step: int) -> None:
-        self.trial.report(value, step)
+        if not self.multi_objective:
+            self.trial.report(value, step)
 
     def should_prune(self) -> bool:
-        return self.trial.should_prune()
+        return self.may_prune and not self.multi_objective and self.trial.should_prune()

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +35,7 @@ from sweeper.redact import redact
 from sweeper.results_io import read_result, write_json_atomic, write_result
 from sweeper.study import (SAMPLERS, SLOT, STORAGE_ENV, USER_STATE, counts_toward_budget, default_storage_url,
                            has_heartbeat, make_sampler, make_storage, pruner_spec)
-from sweeper.validate import OBJECTIVES, check_hyperparameters, validate
+from sweeper.validate import OBJECTIVES, SECOND_OBJECTIVES, check_hyperparameters, validate
 
 log = logging.getLogger("sweeper")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -42,6 +43,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
+REPEAT_OF, REPEAT_SEED = "lr_sweeper.repeat_of", "lr_sweeper.repeat_seed"
 _TELL_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
                "diverged": TrialState.PRUNED,  # TPE learns from it as a bad trial
                "failed": TrialState.FAIL}
@@ -54,6 +56,14 @@ def _check_settings(s) -> None:
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not accepted; accepted: an integer >= {low}")
+    if s.second_objective is not None and s.second_objective not in SECOND_OBJECTIVES:
+        raise ConfigError("hydra.sweeper.second_objective", f"{s.second_objective!r} is not accepted; accepted: "
+                          f"null, {', '.join(SECOND_OBJECTIVES)}")
+    for key in ("top_k", "seeds"):
+        value = (s.repeat or {}).get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "top_k" else 1):
+            raise ConfigError(f"hydra.sweeper.repeat.{key}", f"{value!r} is not accepted; accepted: an integer "
+                              f">= {0 if key == 'top_k' else 1}")
     if s.n_trials is not None and (not isinstance(s.n_trials, int) or s.n_trials < 1):
         raise ConfigError("hydra.sweeper.n_trials", f"{s.n_trials!r} is not accepted; accepted: an integer >= 1")
 
@@ -62,15 +72,20 @@ class SweepLoop:
     def __init__(self, settings, config: DictConfig, hydra_context, task_function, arguments: list[str]):
         self.s, self.config, self.hydra_context, self.task_function = settings, config, hydra_context, task_function
         _check_settings(settings)
-        pruner = pruner_spec(settings)
+        # Optuna cannot prune a multi-objective study: pruning is off there
+        pruner = pruner_spec(settings) if settings.second_objective is None else {**pruner_spec(settings),
+                                                                                   "name": "none"}
         self.space = ss.parse(arguments)
         with open_dict(config):
             if config.sweep.name is None:
                 config.sweep.name = ss.default_sweep_name(arguments, str(config.hydra.job.config_name))
         self.name = str(config.sweep.name)
+        self.space.fixed = [o for o in self.space.fixed if not o.startswith("sweep.name=")]  # each trial gets it
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         self.storage_url = settings.storage or default_storage_url(self.sweep_dir)
         self._redact_config()
+        if "lr=auto" in self.space.fixed:
+            self._lr_from_range_test()
         base = self._compose(self.space.fixed + self._point_overrides(0))
         ss.integer_axes(self.space, base)
         self._check_points(base)
@@ -78,6 +93,10 @@ class SweepLoop:
         self.grid = self.space.grid() if self.sampler_name == "grid" else None
         self.n_trials = settings.n_trials or (len(self.grid) if self.grid else 10)
         self.objective = base["objective"]
+        self.objectives = [self.objective] + ([settings.second_objective] if settings.second_objective else [])
+        self.directions = [OBJECTIVES[self.objective]] + (
+            [SECOND_OBJECTIVES[settings.second_objective]] if settings.second_objective else [])
+        self.base_seed = int(base["seed"])
         self.storage = make_storage(self.storage_url, settings.heartbeat_interval)
         self.study = self._open_study(pruner)
         self.launcher_executor = None
@@ -90,6 +109,26 @@ class SweepLoop:
                 self.config.hydra.sweeper.storage = redact(self.config.hydra.sweeper.storage)
             self.config.hydra.overrides.hydra = [redact(o) for o in self.config.hydra.overrides.hydra]
         os.environ[STORAGE_ENV] = self.storage_url
+
+    def _lr_from_range_test(self) -> None:
+        """lr=auto: search the interval the LR range test suggests (run once; a re-run reuses it)."""
+        self.space.fixed.remove("lr=auto")
+        out_dir = self.sweep_dir / "lr_find"
+        found_file = out_dir / "lr_find.json"
+        if not found_file.exists():
+            log.info("lr=auto: running the LR range test first -> %s", out_dir)
+            cmd = trial_command(self.config, "sweeper.lr_find") + self.space.fixed + self._point_overrides(0) + [
+                f"hydra.run.dir={out_dir}"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LR_SWEEPER_QUIET": "1"})
+            if proc.returncode != 0 or not found_file.exists():
+                last = (proc.stderr.strip().splitlines() or ["the LR range test failed"])[-1]
+                raise ConfigError("lr", f"auto: {last.removeprefix('error: ')}")
+            print("\n".join(line for line in proc.stdout.splitlines()
+                            if line.startswith(("suggested", "plot"))), flush=True)
+        found = json.loads(found_file.read_text())
+        low, high = found["interval"]
+        self.space.distributions["lr"] = optuna.distributions.FloatDistribution(low, high, log=True)
+        self.space.prefixes["lr"] = ""
 
     def _compose(self, overrides: list[str]) -> dict:
         try:
@@ -132,19 +171,19 @@ class SweepLoop:
         return name
 
     def _open_study(self, pruner: dict) -> optuna.Study:
-        direction = OBJECTIVES[self.objective]
         sampler = make_sampler(self.sampler_name, int(self.s.seed), self.space.distributions, self.s.parallel)
         try:
             study = optuna.create_study(study_name=self.name, storage=self.storage, sampler=sampler,
-                                        direction=direction)
+                                        directions=self.directions)
             created = True
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(study_name=self.name, storage=self.storage, sampler=sampler)
             created = False
-            if study.direction.name.lower() != direction:
-                raise ConfigError("objective", f"{self.objective} ({direction}) does not match study {self.name!r}, "
-                                  f"which is {study.direction.name.lower()}d; accepted: the study's objective, "
-                                  "or a new sweep.name") from None
+            theirs = [d.name.lower() for d in study.directions]
+            if theirs != self.directions:
+                raise ConfigError("objective", f"{'/'.join(self.objectives)} ({'/'.join(self.directions)}) does not "
+                                  f"match study {self.name!r} ({'/'.join(theirs)}); accepted: the study's "
+                                  "objectives, or a new sweep.name") from None
         study.pruner = optuna.pruners.NopPruner()  # pruning is decided inside each trial
         if created:
             study.set_user_attr("lr_sweeper.pruner", json.dumps(pruner))
@@ -160,7 +199,8 @@ class SweepLoop:
         return study
 
     def _fill_budget(self, study: optuna.Study) -> None:
-        live = [t for t in study.get_trials(deepcopy=False) if counts_toward_budget(t)]
+        live = [t for t in study.get_trials(deepcopy=False)
+                if counts_toward_budget(t) and t.user_attrs.get(REPEAT_OF) is None]  # repeats come on top
         room = max(0, self.n_trials - len(live))
         if self.grid is not None:
             seen = {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True) for t in live}
@@ -173,7 +213,9 @@ class SweepLoop:
     def _write_sweep_info(self, pruner: dict) -> None:
         write_json_atomic(self.sweep_dir / "sweep.json", {
             "study": self.name, "storage": redact(self.storage_url), "objective": self.objective,
-            "direction": OBJECTIVES[self.objective], "sampler": self.sampler_name, "pruner": pruner,
+            "direction": OBJECTIVES[self.objective], "second_objective": self.s.second_objective,
+            "second_direction": self.directions[1] if len(self.directions) > 1 else None,
+            "repeat": dict(self.s.repeat), "sampler": self.sampler_name, "pruner": pruner,
             "n_trials": self.n_trials, "parallel": self.s.parallel,
             "search_space": {k: repr(v) for k, v in self.space.distributions.items()},
             "fixed": self.space.fixed,
@@ -200,7 +242,12 @@ class SweepLoop:
         return None
 
     def _trial_overrides(self, trial: optuna.Trial) -> list[str]:
-        out = self.space.overrides(trial.params) + [
+        params = dict(trial.params)
+        extra = []
+        if trial.user_attrs.get(REPEAT_OF) is not None:  # the same config, another seed
+            params.pop("seed", None)
+            extra = [f"seed={trial.user_attrs[REPEAT_SEED]}", f"trial.repeat_of={trial.user_attrs[REPEAT_OF]}"]
+        out = self.space.overrides(params) + extra + [
             f"sweep.name={self.name}", f"trial.study={self.name}", f"trial.number={trial.number}"]
         frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
         history = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
@@ -222,24 +269,48 @@ class SweepLoop:
         trial_dir = self.sweep_dir / "trials" / str(trial.number)
         result = read_result(trial_dir) or {
             "state": "failed", "reason": f"the trial left no result.json (exit code {exit_code})"}
-        state, value = result["state"], result.get("value")
-        if state == "complete" and not (isinstance(value, (int, float)) and math.isfinite(value)):
-            state, result["reason"] = "failed", f"objective {result.get('objective')} is {value!r}"
+        state = result["state"]
+        values = [result.get("value")] + [result.get(o) for o in self.objectives[1:]]
+        bad = [(o, v) for o, v in zip(self.objectives, values)
+               if not (isinstance(v, (int, float)) and math.isfinite(v))]
+        if state == "complete" and bad:
+            state, result["reason"] = "failed", f"objective {bad[0][0]} is {bad[0][1]!r}"
         trial.set_user_attr(USER_STATE, state)
         trial.set_user_attr("lr_sweeper.reason", str(result.get("reason") or "")[:500])
         if state == "complete":
-            self.study.tell(trial, float(value))
+            self.study.tell(trial, [float(v) for v in values] if len(values) > 1 else float(values[0]))
+        elif len(self.directions) > 1 and state != "failed":
+            self.study.tell(trial, state=TrialState.FAIL)  # multi-objective studies have no PRUNED
         else:
             self.study.tell(trial, state=_TELL_STATE[state])
         return {**result, "state": state}
 
-    def run(self):
-        executor = self._executor()
-        progress = Progress(self.study, self.n_trials, self.objective)
+    def _enqueue_repeats(self) -> int:
+        """Seed repeats: the top_k complete configs again with more seeds (seed+1, seed+2, ...)."""
+        top_k, seeds = int(self.s.repeat["top_k"]), int(self.s.repeat["seeds"])
+        if top_k < 1 or seeds < 2:
+            return 0
+        trials = self.study.get_trials(deepcopy=False)
+        sign = 1 if self.directions[0] == "minimize" else -1
+        originals = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(REPEAT_OF) is None),
+                           key=lambda t: sign * t.values[0])[:top_k]
+        have = {(t.user_attrs.get(REPEAT_OF), t.user_attrs.get(REPEAT_SEED)) for t in trials if counts_toward_budget(t)}
+        added = 0
+        for original in originals:
+            for i in range(1, seeds):
+                seed = self.base_seed + i
+                if (original.number, seed) not in have:
+                    self.study.enqueue_trial(original.params, user_attrs={SLOT: True, REPEAT_OF: original.number,
+                                                                          REPEAT_SEED: seed})
+                    added += 1
+        if added:
+            log.info("seed repeats: %d trials (top %d configs x %d more seeds)", added, len(originals), seeds - 1)
+        return added
+
+    def _drain(self, executor, progress) -> bool:
+        """Runs trials until no slot is left. False when the failure budget stopped it."""
         running: dict[int, tuple[optuna.Trial, object]] = {}
-        failures, stopped_for_failures = 0, False
-        log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
-                 self.sampler_name, self.s.pruner, self.s.parallel, self.sweep_dir)
+        failures = 0
         try:
             while True:
                 if has_heartbeat(self.storage):
@@ -254,21 +325,23 @@ class SweepLoop:
                     trial_dir = self.sweep_dir / "trials" / str(trial.number)
                     executor.submit(trial.number, self._trial_overrides(trial), trial_dir,
                                     {STORAGE_ENV: self.storage_url})
-                    progress.started(trial.number, trial.params)
+                    progress.started(trial.number, trial.params, trial.user_attrs.get(REPEAT_SEED))
                 if not running:
                     if failures >= self.s.max_failures:
-                        stopped_for_failures = True
-                        break
+                        print(f"error: stopped after {failures} failed trials (hydra.sweeper.max_failures="
+                              f"{self.s.max_failures}); see the reasons in {self.sweep_dir / 'summary.md'}",
+                              flush=True)
+                        return False
                     if self._others_running():
                         time.sleep(min(2.0, float(self.s.heartbeat_interval)))
                         continue
-                    break
+                    return True
                 for number, exit_code in executor.wait().items():
                     trial, beat = running.pop(number)
                     beat.join()
                     result = self._tell(trial, exit_code)
                     failures += result["state"] == "failed"
-                    refresh(self.sweep_dir)
+                    refresh(self.sweep_dir, running=set(running))
                     progress.finished(number, result)
         except KeyboardInterrupt:
             executor.shutdown()
@@ -278,10 +351,19 @@ class SweepLoop:
         finally:
             for _, beat in running.values():
                 beat.join()
+
+    def run(self):
+        executor = self._executor()
+        progress = Progress(self.study, self.n_trials, self.objective)
+        log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
+                 self.sampler_name, self.s.pruner if len(self.directions) == 1 else "none (multi-objective)",
+                 self.s.parallel, self.sweep_dir)
+        ok = self._drain(executor, progress)
+        if ok and self._enqueue_repeats():
+            progress.n_trials += int(self.s.repeat["top_k"]) * (int(self.s.repeat["seeds"]) - 1)
+            ok = self._drain(executor, progress)
         table = refresh(self.sweep_dir)
         progress.summary(table, self.sweep_dir)
-        if stopped_for_failures:
-            print(f"error: stopped after {failures} failed trials (hydra.sweeper.max_failures="
-                  f"{self.s.max_failures}); see the reason column in {self.sweep_dir / 'summary.md'}", flush=True)
+        if not ok:
             raise SystemExit(1)
         return table

@@ -17,6 +17,7 @@ SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine",
               "cosine_with_min_lr", "warmup_stable_decay")
 PRECISIONS = ("auto", "bf16-true", "bf16-mixed", "16-mixed", "32-true")
 OBJECTIVES = {"eval_loss": "minimize", "eval_accuracy": "maximize"}
+SECOND_OBJECTIVES = {"tokens_per_second": "maximize", "peak_memory_mb": "minimize"}
 LORA_ABSTRACT_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
 
 
@@ -44,8 +45,19 @@ def _positive_int(cfg: Mapping, key: str) -> int:
     return value
 
 
+LR_SCALINGS = ("none", "sqrt", "linear")
+
+
 def gradient_accumulation_steps(cfg: Mapping) -> int:
     return int(cfg["batch_size"]) // int(cfg["micro_batch_size"])
+
+
+def effective_lr(cfg: Mapping) -> float:
+    """The lr the optimizer gets. lr_scaling couples it to the global batch: sqrt (the usual rule
+    for Adam) or linear in batch_size / lr_reference_batch; none leaves lr as it is."""
+    scaling = cfg.get("lr_scaling") or "none"
+    ratio = int(cfg["batch_size"]) / int(cfg.get("lr_reference_batch") or cfg["batch_size"])
+    return float(cfg["lr"]) * {"none": 1.0, "sqrt": math.sqrt(ratio), "linear": ratio}[scaling]
 
 
 def lora_alpha(cfg: Mapping) -> float:
@@ -73,11 +85,18 @@ def context_window(model_dir: Path) -> int | None:
 
 def check_hyperparameters(cfg: Mapping) -> None:
     """Everything that needs no file: numbers, names and the rules between them."""
-    lr = _number(cfg, "lr", "a finite number > 0, e.g. 3e-4")
+    if cfg.get("lr") == "auto":
+        raise ConfigError("lr", "'auto' runs the LR range test before a sweep (-m); for one run, "
+                          "`python -m sweeper.lr_find` suggests a value; accepted: a finite number > 0")
+    lr = _number(cfg, "lr", "a finite number > 0, e.g. 3e-4 (or auto in a sweep)")
     if lr <= 0:
         raise ConfigError("lr", f"{lr} is not accepted; accepted: a finite number > 0, e.g. 3e-4")
     batch = _positive_int(cfg, "batch_size")
-    micro = _positive_int(cfg, "micro_batch_size")
+    if cfg.get("lr_scaling", "none") not in LR_SCALINGS:
+        raise ConfigError("lr_scaling", f"{cfg.get('lr_scaling')!r} is not accepted; accepted: {', '.join(LR_SCALINGS)}")
+    if cfg.get("lr_reference_batch") is not None:
+        _positive_int(cfg, "lr_reference_batch")
+    micro = batch if cfg.get("micro_batch_size") == "auto" else _positive_int(cfg, "micro_batch_size")
     if batch % micro:
         raise ConfigError("batch_size", f"global batch {batch} is not a multiple of micro_batch_size {micro}; "
                           f"accepted: a multiple of {micro} (global batch = micro batch x gradient accumulation)")

@@ -8,7 +8,6 @@ holds a checkpoint resumes from the newest one.
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -23,7 +22,8 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
 from sweeper.results_io import write_result
-from sweeper.validate import gradient_accumulation_steps, lora_alpha, validate
+from sweeper.validate import effective_lr, lora_alpha, validate
+from trainers.batch_size import find_micro_batch, free_memory, halve, is_out_of_memory
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from trainers.callbacks import DivergenceGuard, MetricsFile, PruningReporter, StepProgress, TrialOutcome
@@ -110,13 +110,13 @@ def _adopt_checkpoint(trial_dir: Path, previous: str | None) -> None:
     log.info("retry of %s: resuming from %s", src, last)
 
 
-def training_arguments(cfg, trial_dir: Path, precision: str, max_steps: int, accumulation: int,
+def training_arguments(cfg, trial_dir: Path, precision: str, max_steps: int, micro: int, accumulation: int,
                        fresh: bool) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(trial_dir),
-        learning_rate=float(cfg["effective_lr"] if cfg.get("effective_lr") else cfg["lr"]),
-        per_device_train_batch_size=int(cfg["micro_batch_size"]),
-        per_device_eval_batch_size=max(int(cfg["micro_batch_size"]), 16),
+        learning_rate=effective_lr(cfg),
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=max(micro, 16),
         gradient_accumulation_steps=accumulation,
         max_steps=max_steps,
         weight_decay=float(cfg["weight_decay"]),
@@ -132,6 +132,21 @@ def training_arguments(cfg, trial_dir: Path, precision: str, max_steps: int, acc
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=os.environ.get("LR_SWEEPER_QUIET") == "1",
         **scheduler_arguments(cfg["scheduler"], max_steps),
     )
+
+
+def build_trainer(cfg, trial_dir, model, tok, datasets, precision, max_steps, micro, fresh, callbacks):
+    train_set, eval_set = datasets
+    accumulation = int(cfg["batch_size"]) // micro
+    trainer = Trainer(
+        model=model, args=training_arguments(cfg, trial_dir, precision, max_steps, micro, accumulation, fresh),
+        train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding=True),
+        compute_metrics=exact_match, preprocess_logits_for_metrics=_argmax, callbacks=callbacks)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if os.environ.get("LR_SWEEPER_QUIET") != "1":
+        trainer.add_callback(StepProgress)
+    return trainer
 
 
 def train(cfg: dict, trial_dir: str | Path, reporter=None) -> dict:
@@ -151,31 +166,44 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None) -> dict:
              len(train_set), len(eval_set), fmt, truncation.max_seq_length,
              truncation.truncated_examples, truncation.tokens_cut)
     max_steps, per_epoch = steps_plan(cfg, len(train_set))
-    accumulation = gradient_accumulation_steps(cfg)
+    batch = int(cfg["batch_size"])
+    micro = find_micro_batch(model, batch, int(cfg["max_seq_length"]), precision) \
+        if cfg["micro_batch_size"] == "auto" else int(cfg["micro_batch_size"])
+    lr = effective_lr(cfg)
+    if lr != float(cfg["lr"]):
+        log.info("lr_scaling=%s: lr %g at batch %d -> %g", cfg["lr_scaling"], cfg["lr"], batch, lr)
     outcome = TrialOutcome()
     metrics = MetricsFile(trial_dir / "metrics.jsonl")
+    callbacks = [metrics,
+                 DivergenceGuard(outcome, metrics, float(cfg["divergence"]["factor"]),
+                                 int(cfg["divergence"]["min_steps"])),
+                 PruningReporter(outcome, reporter, cfg["objective"])]
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(trial_dir / "tb")
     _adopt_checkpoint(trial_dir, (cfg.get("trial") or {}).get("resume_from"))
-    resume = newest_complete_checkpoint(trial_dir)
-    trainer = Trainer(
-        model=model, args=training_arguments(cfg, trial_dir, precision, max_steps, accumulation, not resume),
-        train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding=True),
-        compute_metrics=exact_match, preprocess_logits_for_metrics=_argmax,
-        callbacks=[metrics,
-                   DivergenceGuard(outcome, metrics, float(cfg["divergence"]["factor"]),
-                                   int(cfg["divergence"]["min_steps"])),
-                   PruningReporter(outcome, reporter, cfg["objective"])],
-    )
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    if os.environ.get("LR_SWEEPER_QUIET") != "1":
-        trainer.add_callback(StepProgress)
-    # fit
-    if resume:
-        log.info("resuming from %s", resume)
+    resume = first_resume = newest_complete_checkpoint(trial_dir)
+    oom_retry = None
+    # fit: an out-of-memory error mid-run is retried once, with half the micro batch
     train_started = time.time()
-    trainer.train(resume_from_checkpoint=resume)
+    while True:
+        trainer = build_trainer(cfg, trial_dir, model, tok, (train_set, eval_set), precision, max_steps, micro,
+                                not resume, callbacks)
+        if resume:
+            log.info("resuming from %s", resume)
+        try:
+            trainer.train(resume_from_checkpoint=resume)
+            break
+        except Exception as err:
+            smaller = halve(micro, batch)
+            if not is_out_of_memory(err) or oom_retry is not None or smaller is None:
+                raise
+            log.warning("out of memory at micro batch %d: retrying once with %d (global batch %d kept)",
+                        micro, smaller, batch)
+            oom_retry = {"from_micro_batch_size": micro, "to_micro_batch_size": smaller,
+                         "at_step": trainer.state.global_step}
+            del trainer
+            model.zero_grad(set_to_none=True)
+            free_memory()
+            micro, resume = smaller, newest_complete_checkpoint(trial_dir)
     train_seconds = time.time() - train_started
     # validate: the run must end evaluated (unless it diverged)
     history = metrics.history
@@ -186,20 +214,20 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None) -> dict:
         with open(metrics.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         history.append(row)
-    result = summarize(cfg, history, outcome, trainer, truncation, precision, accumulation, per_epoch,
-                       train_seconds, time.time() - started, resume)
+    result = summarize(cfg, history, outcome, trainer, truncation, precision, micro, per_epoch,
+                       train_seconds, time.time() - started, first_resume)
+    result.update(effective_lr=lr, oom_retry=oom_retry)
     write_result(trial_dir, result)
     del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_memory()
     return result
 
 
 def flat_params(cfg) -> dict:
     """The hyperparameters a reader compares trials by, flat."""
     lora, sched = cfg["lora"], cfg["scheduler"]
-    return {"lr": cfg["lr"], "batch_size": cfg["batch_size"], "micro_batch_size": cfg["micro_batch_size"],
+    return {"lr": cfg["lr"], "effective_lr": effective_lr(cfg), "lr_scaling": cfg.get("lr_scaling", "none"),
+            "batch_size": cfg["batch_size"], "micro_batch_size": cfg["micro_batch_size"],
             "scheduler": sched["name"], "warmup": sched.get("warmup"), "lora.r": lora.get("r"),
             "lora.alpha": lora_alpha(cfg) if lora.get("r") is not None else None,
             "lora.targets": ",".join(lora.get("targets") or []), "max_steps": cfg["max_steps"],
@@ -207,8 +235,9 @@ def flat_params(cfg) -> dict:
             "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
 
 
-def summarize(cfg, history, outcome, trainer, truncation, precision, accumulation, per_epoch,
+def summarize(cfg, history, outcome, trainer, truncation, precision, micro, per_epoch,
               train_seconds, wall_seconds, resumed_from) -> dict:
+    accumulation = int(cfg["batch_size"]) // micro
     initial = next((r for r in history if "eval_loss" in r and r["step"] == 0), {})
     evals = [r for r in history if "eval_loss" in r and r["step"] > 0]
     losses = [r["loss"] for r in history if "loss" in r]
@@ -231,6 +260,6 @@ def summarize(cfg, history, outcome, trainer, truncation, precision, accumulatio
         "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
         "peak_memory_mb": round(peak, 1), "peak_memory_kind": peak_kind,
         "precision": precision, "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "micro_batch_size": int(cfg["micro_batch_size"]), "gradient_accumulation_steps": accumulation,
+        "micro_batch_size": micro, "gradient_accumulation_steps": accumulation,
         "truncation": truncation.as_dict(), "resumed_from": resumed_from,
     }

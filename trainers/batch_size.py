@@ -1,0 +1,72 @@
+"""micro_batch_size=auto: the largest micro batch that fits, and the out-of-memory back-off.
+
+As Lightning's BatchSizeFinder and accelerate's find_executable_batch_size do:
+try a size, and on a CUDA out-of-memory error free the cache and halve. We go
+down from the global batch (a micro batch above it buys nothing) through the
+powers of two that divide it, so gradient accumulation keeps the global batch
+exact.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+
+import torch
+
+from sweeper.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def candidates(batch_size: int, below: int | None = None) -> list[int]:
+    """Powers of two that divide the global batch, largest first (1 always qualifies)."""
+    sizes = [2 ** k for k in range(batch_size.bit_length(), -1, -1) if batch_size % (2 ** k) == 0]
+    return [s for s in sizes if below is None or s < below]
+
+
+def probe(model, micro: int, seq_len: int, precision: str) -> None:
+    """One forward and backward pass at full sequence length: the most a training step needs."""
+    device = next(model.parameters()).device
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = torch.randint(0, vocab, (micro, seq_len), device=device)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    del ids, loss
+
+
+def find_micro_batch(model, batch_size: int, seq_len: int, precision: str, probe_fn=probe) -> int:
+    if torch.cuda.is_available():
+        model.to("cuda")
+    for micro in candidates(batch_size):
+        try:
+            probe_fn(model, micro, seq_len, precision)
+            log.info("micro_batch_size=auto: %d fits at max_seq_length %d", micro, seq_len)
+            return micro
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            log.info("micro batch %d: out of memory, halving", micro)
+            model.zero_grad(set_to_none=True)
+            free_memory()
+    raise ConfigError("micro_batch_size", f"even a micro batch of 1 runs out of memory at max_seq_length "
+                      f"{seq_len}; accepted: a shorter max_seq_length, lora instead of a full fine-tune, or a "
+                      "lower precision")
+
+
+def halve(micro: int, batch_size: int) -> int | None:
+    """The micro batch to retry with after an OOM mid-run, or None when there is none smaller."""
+    smaller = [m for m in range(micro // 2, 0, -1) if batch_size % m == 0]
+    return smaller[0] if smaller else None
