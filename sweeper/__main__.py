@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -30,6 +31,7 @@ def _fail(trial_dir: str, reason: str) -> None:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def run_trial(cfg: DictConfig) -> float | None:
+    started = time.time()
     trial_dir = HydraConfig.get().runtime.output_dir
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     in_sweep = plain["trial"]["number"] is not None
@@ -41,7 +43,7 @@ def run_trial(cfg: DictConfig) -> float | None:
             reporter = StudyReporter.for_trial(plain, trial_dir)
         from trainers.train import train  # the first torch import
 
-        result = train(plain, trial_dir, reporter)
+        result = train(plain, trial_dir, reporter, started=started)
     except ConfigError as err:
         if not in_sweep:
             exit_bad_input(err)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -183,8 +184,13 @@ def to_markdown(table: pd.DataFrame, info: dict) -> str:
     return head + shown.to_markdown(index=False) + "\n" + (f"\nReasons:\n\n{reasons}" if reasons else "")
 
 
-def refresh(sweep_dir: str | Path, running: set[int] | None = None) -> pd.DataFrame:
-    """Rewrites every summary file; each writer is independent so one failure hides nothing else."""
+_last_plot: dict[Path, float] = {}
+PLOT_EVERY_SECONDS = 30.0
+
+
+def refresh(sweep_dir: str | Path, running: set[int] | None = None, final: bool = True) -> pd.DataFrame:
+    """Rewrites every summary file; each writer is independent so one failure hides nothing else.
+    Mid-sweep (final=False) curves.png, the costly part, is redrawn at most every 30 seconds."""
     from sweeper import best_config, hparams, plots
 
     sweep_dir = Path(sweep_dir)
@@ -193,9 +199,14 @@ def refresh(sweep_dir: str | Path, running: set[int] | None = None) -> pd.DataFr
     sweep_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(sweep_dir / "summary.csv", index=False)
     (sweep_dir / "summary.md").write_text(to_markdown(table, info))
-    for name, step in (("curves.png", lambda: plots.draw_curves(sweep_dir, table)),
-                       ("best.yaml", lambda: best_config.write_best(sweep_dir, table, info)),
-                       ("hparams", lambda: hparams.write_hparams(sweep_dir, table))):
+    now = time.monotonic()
+    draw = final or now - _last_plot.setdefault(sweep_dir, now) >= PLOT_EVERY_SECONDS  # first one 30 s in
+    writers = [("best.yaml", lambda: best_config.write_best(sweep_dir, table, info)),
+               ("hparams", lambda: hparams.write_hparams(sweep_dir, table))]
+    if draw:
+        _last_plot[sweep_dir] = now
+        writers.insert(0, ("curves.png", lambda: plots.draw_curves(sweep_dir, table)))
+    for name, step in writers:
         try:
             step()
         except Exception as err:  # a plot or record failing must not stop the sweep

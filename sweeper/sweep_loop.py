@@ -9,6 +9,7 @@ died stops sending heartbeats; Optuna fails it and enqueues a retry
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from sweeper import search_space as ss
+from sweeper.cli_checks import GROUPS
 from sweeper.collect import refresh
 from sweeper.errors import ConfigError
 from sweeper.executors import BASIC_LAUNCHER, LauncherExecutor, PoolExecutor, trial_command, visible_gpus
@@ -151,14 +153,23 @@ class SweepLoop:
         return out
 
     def _check_points(self, base: dict) -> None:
-        """Bad input fails before the study exists: the base point fully, every other value's
-        hyperparameters (choices one axis at a time, interval ends)."""
+        """Bad input fails before the study exists: the base point fully, then every other value's
+        hyperparameters (choices one axis at a time, interval ends). A value is set straight into
+        the base config; only a config-group choice (scheduler=linear) needs Hydra to compose it."""
         validate(base)
         for name, dist in self.space.distributions.items():
             values = dist.choices if isinstance(dist, optuna.distributions.CategoricalDistribution) \
                 else [dist.low, dist.high]
             for value in values:
-                cfg = self._compose(self.space.overrides({name: value}))
+                if name in GROUPS:
+                    cfg = self._compose(self.space.overrides({name: value}))
+                else:
+                    cfg = copy.deepcopy(base)
+                    node = cfg
+                    *parents, leaf = name.split(".")
+                    for part in parents:
+                        node = node.setdefault(part, {})
+                    node[leaf] = value
                 check_hyperparameters(cfg)
 
     def _sampler_name(self) -> str:
@@ -254,7 +265,12 @@ class SweepLoop:
         if history:
             dead = self.sweep_dir / "trials" / str(history[-1])
             out.append(f"trial.resume_from={dead}")
-            if read_result(dead) is None:  # say in its directory what became of it
+            # say in its directory what became of it; a result it wrote but the study never got is
+            # superseded by the retry (which finishes from its last checkpoint), so no config shows twice
+            previous = read_result(dead)
+            if previous is None or previous.get("state") != "failed":
+                if previous is not None:
+                    (dead / "result.json").replace(dead / "result.superseded.json")
                 write_result(dead, {"state": "failed", "retried_as": trial.number,
                                     "reason": f"its process died (no heartbeat); retried as trial {trial.number}"})
         return out
@@ -341,7 +357,7 @@ class SweepLoop:
                     beat.join()
                     result = self._tell(trial, exit_code)
                     failures += result["state"] == "failed"
-                    refresh(self.sweep_dir, running=set(running))
+                    refresh(self.sweep_dir, running=set(running), final=False)
                     progress.finished(number, result)
         except KeyboardInterrupt:
             executor.shutdown()

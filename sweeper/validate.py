@@ -108,6 +108,8 @@ def check_hyperparameters(cfg: Mapping) -> None:
     seq = _positive_int(cfg, "max_seq_length")
     if seq < 8:
         raise ConfigError("max_seq_length", f"{seq} is not accepted; accepted: an integer >= 8")
+    if cfg.get("log_interval") is not None:
+        _positive_int(cfg, "log_interval")
     eval_every = _positive_int(cfg, "eval_interval")
     save_every = _positive_int(cfg, "save_interval")
     if save_every % eval_every:

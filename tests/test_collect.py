@@ -42,17 +42,21 @@ def sweep(tmp_path):
     make_trial(s, 4, None, None, 1e-4, steps=4, write_result=False)   # killed mid-trial
     d = make_trial(s, 5, "complete", 0.1, 1e-2, write_result=False)
     (d / "result.json").write_text('{"state": "compl')                 # half-written
+    d = make_trial(s, 6, None, None, 1e-2, write_result=False)        # garbage everywhere
+    (d / "metrics.jsonl").write_bytes(b"\x00\xff{not json\n")
+    (d / ".hydra" / "overrides.yaml").write_text(": : [")
+    (d / "result.json").write_text("[1, 2]")
     return s
 
 
 def test_table_ranks_marks_the_winner_and_shows_broken_trials_as_failed(sweep):
     table = build_table(sweep)
-    assert list(table["trial"]) == [1, 0, 2, 3, 4, 5]
-    assert list(table["state"]) == ["complete", "complete", "pruned", "diverged", "failed", "failed"]
+    assert list(table["trial"]) == [1, 0, 2, 3, 4, 5, 6]
+    assert list(table["state"]) == ["complete", "complete", "pruned", "diverged", "failed", "failed", "failed"]
     assert table.loc[0, "best"] == "*" and (table["best"] == "*").sum() == 1
     assert table.loc[0, "effective_batch"] == 8
     reasons = dict(zip(table["trial"], table["reason"]))
-    assert "killed" in reasons[4] and "unreadable result.json" in reasons[5]
+    assert "killed" in reasons[4] and "unreadable result.json" in reasons[5] and "unreadable" in reasons[6]
     assert table.loc[table["trial"] == 4, "steps"].item() == 4  # read from its metrics.jsonl
 
 

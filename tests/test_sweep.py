@@ -93,7 +93,8 @@ def test_kill_9_then_the_same_command_finishes_exactly_n_trials(tmp_path):
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not list((sweep / "trials").glob("1/checkpoint-*")):
+    while time.time() < deadline and proc.poll() is None and not list(
+            (sweep / "trials").glob("1/checkpoint-*/trainer_state.json")):  # a complete checkpoint
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -107,8 +108,7 @@ def test_kill_9_then_the_same_command_finishes_exactly_n_trials(tmp_path):
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retry = next(t for t in trials if t.number > 2)
     result = read_json(sweep / "trials" / str(retry.number) / "result.json")
-    assert "/trials/1/" in (result["resumed_from"] or "") or result["resumed_from"].endswith(
-        tuple(f"checkpoint-{s}" for s in (10, 20))), result["resumed_from"]
+    assert (result["resumed_from"] or "").endswith(("checkpoint-10", "checkpoint-20")), result["resumed_from"]
     assert read_json(sweep / "trials" / "1" / "result.json")["retried_as"] == retry.number
 
 
