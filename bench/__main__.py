@@ -161,7 +161,7 @@ def throughput(out: Path, quick: bool) -> list[dict]:
     return [{"figure": "3. trainer throughput: trial tokens/s / hand-written PyTorch loop tokens/s",
              "value": f"{ratio:.3f}", "target": ">= 0.90", "met": ratio >= 0.90,
              "detail": f"{steps} steps, batch 16 = 8 x 2; trial median {statistics.median(trial):.0f} tok/s "
-                       f"(its evaluation at start and end and one checkpoint included), loop median "
+                       f"(the time of its evaluations excluded, one checkpoint save included), loop median "
                        f"{statistics.median(loop):.0f} tok/s"}]
 
 

@@ -8,16 +8,15 @@ even when it fails, so the sweeper can tell the study why.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.cli_checks import check_argv
+from sweeper.cli_checks import run_checked
 from sweeper.errors import ConfigError, exit_bad_input
-from sweeper.paths import CONF_DIR, register_resolvers
+from sweeper.paths import register_resolvers
 from sweeper.results_io import write_result
 from sweeper.validate import validate
 
@@ -59,11 +58,7 @@ def run_trial(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    try:
-        check_argv(sys.argv[1:], CONF_DIR)
-    except ConfigError as err:
-        exit_bad_input(err)
-    run_trial()
+    run_checked(run_trial)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,17 @@ def check_argv(argv: list[str], default_conf: Path) -> None:
         for value in values:
             if value not in accepted:
                 raise ConfigError(group, f"{value!r} is not accepted; accepted: {', '.join(accepted)}")
+
+
+def run_checked(app) -> None:
+    """Runs a Hydra app after checking its command line, turning bad input into one line + exit 2."""
+    import sys
+
+    from sweeper.errors import exit_bad_input
+    from sweeper.paths import CONF_DIR
+
+    try:
+        check_argv(sys.argv[1:], CONF_DIR)
+    except ConfigError as err:
+        exit_bad_input(err)
+    app()

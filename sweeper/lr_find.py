@@ -7,15 +7,14 @@ lr_find.steps.
 """
 from __future__ import annotations
 
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.cli_checks import check_argv
+from sweeper.cli_checks import run_checked
 from sweeper.errors import ConfigError, exit_bad_input
-from sweeper.paths import CONF_DIR, register_resolvers
+from sweeper.paths import register_resolvers
 
 register_resolvers()
 
@@ -39,11 +38,7 @@ def run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        check_argv(sys.argv[1:], CONF_DIR)
-    except ConfigError as err:
-        exit_bad_input(err)
-    run()
+    run_checked(run)
 
 
 if __name__ == "__main__":

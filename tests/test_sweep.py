@@ -153,3 +153,15 @@ def test_importing_the_sweeper_imports_no_torch():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_another_hydra_launcher_runs_and_prunes_through_the_storage(tmp_path):
+    sweep = tmp_path / "joblib"
+    proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.parallel=2",
+                    f"hydra.sweep.dir={sweep}", "sweep.name=jl", "lr=1e-3,1e-2", *FAST])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials, study = told(sweep, "jl")
+    assert sorted(t.params["lr"] for t in trials) == [1e-3, 1e-2]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # each trial, in a joblib worker process, reported its evaluations to the study
+    assert all(t.intermediate_values for t in trials)
