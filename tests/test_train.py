@@ -51,11 +51,11 @@ def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     env = {**os.environ, "LR_SWEEPER_QUIET": "1"}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not list(out.glob("checkpoint-*")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    while not list(out.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # a complete checkpoint: the Trainer writes trainer_state.json last
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    checkpoints = list(out.glob("checkpoint-*"))
+    checkpoints = [p.parent for p in out.glob("checkpoint-*/trainer_state.json")]
     assert checkpoints and not (out / "result.json").exists()
     first = min(int(p.name.split("-")[1]) for p in checkpoints)
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
