@@ -47,3 +47,17 @@ def test_truncation_is_counted_and_empty_examples_dropped():
     assert report.examples == 2 and report.truncated_examples == 1 and report.tokens_cut > 20
     assert report.dropped_examples == 1  # its response was cut off entirely
     assert len(out) == 1 and len(out[0]["input_ids"]) <= 12
+
+
+def test_a_users_data_path_holds_out_its_own_eval_rows(tmp_path):
+    import json
+    from conftest import TASKS, compose
+    from trainers.data import load_rows
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"p{i}", "completion": f"c{i}"}) + "\n" for i in range(20)))
+    cfg = compose([f"data.path={path}"])
+    assert cfg["data"]["eval_path"] is None  # the bundled eval split is not borrowed
+    fmt, train, held_out = load_rows(cfg["data"])
+    assert fmt == "prompt_completion" and len(held_out) == 2 and len(train) == 18
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held_out}
+    assert compose([])["data"]["eval_path"] == str(TASKS / "eval.jsonl")

@@ -1,4 +1,5 @@
 """The sweeper end to end: grid, pruning, failures, kill -9 resume, two processes on one study."""
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +166,14 @@ def test_another_hydra_launcher_runs_and_prunes_through_the_storage(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     # each trial, in a joblib worker process, reported its evaluations to the study
     assert all(t.intermediate_values for t in trials)
+
+
+@pytest.mark.parametrize("sampler", ["random", "qmc", "cmaes"])
+def test_samplers_by_name(sampler, tmp_path):
+    sweep = tmp_path / sampler
+    proc = run_cli(["-m", f"hydra.sweep.dir={sweep}", "sweep.name=s", "lr=tag(log,interval(1e-4,1e-2))",
+                    "lora.r=choice(4,8)", f"hydra.sweeper.sampler={sampler}", "hydra.sweeper.n_trials=3", *FAST])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials, _ = told(sweep, "s")
+    assert len(trials) == 3 and all(1e-4 <= t.params["lr"] <= 1e-2 for t in trials)
+    assert json.loads((sweep / "sweep.json").read_text())["sampler"] == sampler
