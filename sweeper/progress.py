@@ -23,11 +23,21 @@ class Progress:
         self.best: tuple[float, int] | None = None
         self.minimize = objective == "eval_loss"
         self.done_here = 0
+        for t in study.get_trials(deepcopy=False):  # a resumed sweep starts from what is done
+            state = t.user_attrs.get("lr_sweeper.state")
+            if state in self.counts and not t.user_attrs.get("lr_sweeper.surplus"):
+                self.counts[state] += 1
+                if state == "complete":
+                    self._consider(t.values[0], t.number)
 
     def started(self, number: int, params: dict, repeat_seed: int | None = None) -> None:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         seed = f" (seed repeat, seed={repeat_seed})" if repeat_seed is not None else ""
         print(f"  trial {number} started: {shown or 'defaults'}{seed}", file=self.stream, flush=True)
+
+    def _consider(self, value: float, number: int) -> None:
+        if self.best is None or (value < self.best[0] if self.minimize else value > self.best[0]):
+            self.best = (float(value), number)
 
     def finished(self, number: int, result: dict) -> None:
         state = result["state"]
@@ -35,9 +45,7 @@ class Progress:
         self.done_here += 1
         value = result.get("value")
         if state == "complete" and isinstance(value, (int, float)) and math.isfinite(value):
-            better = self.best is None or (value < self.best[0] if self.minimize else value > self.best[0])
-            if better:
-                self.best = (float(value), number)
+            self._consider(value, number)
         done = sum(self.counts.values())
         elapsed = time.time() - self.started_at
         left = elapsed / self.done_here * max(0, self.n_trials - done) if self.done_here else 0
