@@ -59,7 +59,7 @@ def replay(table: dict, method: str, seed: int, target: float) -> tuple[int, flo
     space = {"lr": optuna.distributions.CategoricalDistribution(sorted({k[0] for k in keys})),
              "scheduler": optuna.distributions.CategoricalDistribution(sorted({k[1] for k in keys})),
              "lora": optuna.distributions.CategoricalDistribution(sorted({k[2] for k in keys}))}
-    sampler = make_sampler("random" if method == "random" else "tpe", seed, space, 1)
+    sampler = make_sampler("random" if method == "random" else "tpe", seed)
     pruner = make_pruner({"name": "median" if method == "tpe+pruning" else "none", "n_warmup_steps": 0,
                           "n_startup_trials": 2, "percentile": 25.0, "patience": 2})
     study = optuna.create_study(sampler=sampler, pruner=pruner)

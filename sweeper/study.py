@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -68,7 +67,7 @@ def has_heartbeat(storage) -> bool:
     return is_heartbeat_enabled(storage)
 
 
-def make_sampler(name: str, seed: int, search_space: dict[str, BaseDistribution], parallel: int):
+def make_sampler(name: str, seed: int, parallel: int = 1):
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=parallel > 1,
                                           n_startup_trials=5)

@@ -87,6 +87,8 @@ class SweepLoop:
         self.storage_url = settings.storage or default_storage_url(self.sweep_dir)
         self._redact_config()
         if "lr=auto" in self.space.fixed:
+            self.space.fixed.remove("lr=auto")
+            validate(self._compose(self.space.fixed + self._point_overrides(0)))  # bad input fails first
             self._lr_from_range_test()
         base = self._compose(self.space.fixed + self._point_overrides(0))
         ss.integer_axes(self.space, base)
@@ -101,7 +103,6 @@ class SweepLoop:
         self.base_seed = int(base["seed"])
         self.storage = make_storage(self.storage_url, settings.heartbeat_interval)
         self.study = self._open_study(pruner)
-        self.launcher_executor = None
 
     # ----- setup -------------------------------------------------------------------------------
     def _redact_config(self) -> None:
@@ -114,7 +115,6 @@ class SweepLoop:
 
     def _lr_from_range_test(self) -> None:
         """lr=auto: search the interval the LR range test suggests (run once; a re-run reuses it)."""
-        self.space.fixed.remove("lr=auto")
         out_dir = self.sweep_dir / "lr_find"
         found_file = out_dir / "lr_find.json"
         if not found_file.exists():
@@ -182,7 +182,7 @@ class SweepLoop:
         return name
 
     def _open_study(self, pruner: dict) -> optuna.Study:
-        sampler = make_sampler(self.sampler_name, int(self.s.seed), self.space.distributions, self.s.parallel)
+        sampler = make_sampler(self.sampler_name, int(self.s.seed), self.s.parallel)
         try:
             study = optuna.create_study(study_name=self.name, storage=self.storage, sampler=sampler,
                                         directions=self.directions)
