@@ -83,3 +83,16 @@ def test_other_architectures_with_lora_on_qkv_and_mlp(arch, fmt, micro_models, c
     expected = {"gpt2": {"c_attn", "c_fc", "c_proj"}, "qwen2": {"q_proj", "k_proj", "v_proj", "gate_proj",
                                                                 "up_proj", "down_proj"}}[arch]
     assert {m.rsplit(".", 1)[-1] for m in adapter["target_modules"]} == expected
+
+
+def test_a_run_that_ended_before_writing_its_result_is_not_trained_further(tmp_path):
+    from trainers.train import train
+    cfg = compose(FAST)
+    first = train(cfg, tmp_path)
+    (tmp_path / "result.json").unlink()  # killed between the last checkpoint and the result
+    again = train(cfg, tmp_path)
+    assert again["state"] == "complete" and again["steps"] == first["steps"] == 6
+    assert again["resumed_from"].endswith("checkpoint-6")
+    assert again["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)
+    assert again["initial_eval_loss"] == first["initial_eval_loss"]
+    assert metric_steps(tmp_path) == sorted(set(metric_steps(tmp_path)))

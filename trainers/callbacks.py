@@ -37,7 +37,8 @@ class MetricsFile(TrainerCallback):
         self.pending: dict | None = None
         self.history: list[dict] = []
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def reload(self, upto_step: int) -> None:
+        """Keeps the lines up to a resumed run's step (a kill may have torn the last one)."""
         kept = []
         if self.path.exists():
             for line in self.path.read_text().splitlines():
@@ -45,10 +46,13 @@ class MetricsFile(TrainerCallback):
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     break  # a line cut short by a kill: everything after it is suspect
-                if row.get("step", 0) <= state.global_step:
+                if row.get("step", 0) <= upto_step:
                     kept.append(row)
         self.history = kept
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.reload(state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerState
+
 from sweeper.results_io import write_result
 from sweeper.validate import effective_lr, lora_alpha, validate
 from trainers.batch_size import find_micro_batch, free_memory, halve, is_out_of_memory
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
 from trainers.callbacks import DivergenceGuard, MetricsFile, PruningReporter, StepProgress, TrialOutcome
 from trainers.data import IGNORE, build_datasets
 from trainers.model import apply_lora, load_model, load_tokenizer, resolve_precision
@@ -101,13 +101,12 @@ def _finished(checkpoint: str, max_steps: int) -> bool:
     return int(state.get("global_step", 0)) >= max_steps
 
 
-def _load_finished(trainer: Trainer, checkpoint: str) -> None:
+def _load_finished(trainer: Trainer, checkpoint: str, metrics: MetricsFile) -> None:
     """Loads a checkpoint taken at the last step without training on: Trainer.train would run one
     step past max_steps when resumed there."""
-    from transformers.trainer_callback import TrainerState
-
     trainer._load_from_checkpoint(checkpoint)
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    metrics.reload(trainer.state.global_step)
     log.info("%s is the run's last step: evaluating it, no more training", checkpoint)
 
 
@@ -221,7 +220,7 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
             log.info("resuming from %s", resume)
         try:
             if resume and _finished(resume, max_steps):
-                _load_finished(trainer, resume)  # the run ended but its result was never written
+                _load_finished(trainer, resume, metrics)  # the run ended but its result was never written
             else:
                 trainer.train(resume_from_checkpoint=resume)
             break
