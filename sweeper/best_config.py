@@ -18,8 +18,7 @@ from sweeper.results_io import write_json_atomic
 
 def best_config(trial_dir: Path) -> dict:
     config = yaml.safe_load((trial_dir / ".hydra" / "config.yaml").read_text())
-    config["trial"] = {"study": None, "number": None, "pruner": config.get("trial", {}).get("pruner", "median"),
-                       "resume_from": None}
+    config["trial"] = {"study": None, "number": None, "resume_from": None, "repeat_of": None}
     return config
 
 

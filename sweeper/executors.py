@@ -36,9 +36,6 @@ class LauncherExecutor:
         return {n: (0 if getattr(r, "status", None) and r.status.name == "COMPLETED" else 1)
                 for (n, _), r in zip(batch, returns)}
 
-    def running(self) -> int:
-        return len(self.queued)
-
     def shutdown(self) -> None:
         pass
 
@@ -90,9 +87,6 @@ class PoolExecutor:
                 return done
             time.sleep(0.2)
         return {}
-
-    def running(self) -> int:
-        return len(self.procs)
 
     def shutdown(self) -> None:
         for proc, _ in self.procs.values():

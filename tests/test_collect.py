@@ -15,7 +15,7 @@ def make_trial(sweep, n, state, value, lr, steps=10, write_result=True):
     (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"lr={lr}", f"trial.number={n}",
                                                                 "sweep.name=s"]))
     (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
-        "lr": lr, "seed": 1, "trial": {"study": "s", "number": n, "pruner": "median", "resume_from": None},
+        "lr": lr, "seed": 1, "trial": {"study": "s", "number": n, "resume_from": None, "repeat_of": None},
         "sweep": {"name": "s"}}))
     (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 - s / 10, "lr": lr}) + "\n"
                                              for s in range(1, steps + 1)) +

@@ -177,3 +177,19 @@ def test_samplers_by_name(sampler, tmp_path):
     trials, _ = told(sweep, "s")
     assert len(trials) == 3 and all(1e-4 <= t.params["lr"] <= 1e-2 for t in trials)
     assert json.loads((sweep / "sweep.json").read_text())["sampler"] == sampler
+
+
+def test_parallel_pool_refills_a_slot_without_waiting_for_the_batch(tmp_path):
+    sweep = tmp_path / "pool"
+    # trial 0 is long, trials 1 and 2 short: with 2 slots, trial 2 must start while trial 0 runs
+    proc = run_cli(["-m", f"hydra.sweep.dir={sweep}", "sweep.name=pool", "max_steps=150,6,9",
+                    "hydra.sweeper.parallel=2", "hydra.sweeper.pruner=none", "eval_interval=3", "save_interval=6",
+                    "data.max_eval_examples=16", "batch_size=8", "micro_batch_size=4"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.index("trial 2 started") < out.index("trial 0 complete"), out
+    trials, _ = told(sweep, "pool")
+    assert sorted(t.params["max_steps"] for t in trials) == [6, 9, 150]
+    for t in trials:  # each ran in its own process, logging there, reporting to the study
+        assert (sweep / "trials" / str(t.number) / "trial.log").stat().st_size > 0
+        assert t.intermediate_values
