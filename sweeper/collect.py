@@ -22,7 +22,7 @@ from sweeper.results_io import read_metrics, read_result
 log = logging.getLogger("sweeper")
 
 STATE_ORDER = {"complete": 0, "pruned": 1, "diverged": 2, "failed": 3, "running": 4}
-_IGNORED_OVERRIDES = ("trial.", "sweep.", "hydra.", "+trial.")
+_IGNORED_OVERRIDES = ("trial.", "sweep.", "hydra.")  # bookkeeping, not hyperparameters
 METRIC_COLUMNS = ["best_eval_loss", "eval_loss", "train_loss", "eval_accuracy", "steps", "tokens",
                   "wall_seconds", "tokens_per_second", "peak_memory_mb"]
 
@@ -40,7 +40,7 @@ def trial_dirs(sweep_dir: Path) -> list[Path]:
         if root.is_dir() else []
 
 
-def trial_overrides(trial_dir: Path, keep_bookkeeping: bool = False) -> dict:
+def trial_overrides(trial_dir: Path) -> dict:
     """The trial's own overrides, as Hydra saved them (.hydra/overrides.yaml)."""
     try:
         items = yaml.safe_load((trial_dir / ".hydra" / "overrides.yaml").read_text()) or []
@@ -49,8 +49,6 @@ def trial_overrides(trial_dir: Path, keep_bookkeeping: bool = False) -> dict:
     out = {}
     for item in items:
         key, _, value = str(item).partition("=")
-        if key.startswith(_IGNORED_OVERRIDES) and not keep_bookkeeping:
-            continue
         try:
             out[key.lstrip("+")] = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -71,7 +69,7 @@ def trial_row(trial_dir: Path, running: set[int], swept: set[str] | None = None)
         result.update(steps=metrics[-1]["step"] if metrics else 0, train_loss=losses[-1] if losses else None,
                       eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None)
     params = result.get("params") or {}
-    overrides = trial_overrides(trial_dir, keep_bookkeeping=True)
+    overrides = trial_overrides(trial_dir)
     repeat_of = overrides.pop("trial.repeat_of", None)
     overrides = {k: v for k, v in overrides.items() if not k.startswith(_IGNORED_OVERRIDES)}
     if repeat_of is not None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeper.study import SURPLUS, USER_STATE
+
 
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -16,7 +18,7 @@ def _clock(seconds: float) -> str:
 
 class Progress:
     def __init__(self, study, n_trials: int, objective: str, stream=None):
-        self.study, self.n_trials, self.objective = study, n_trials, objective
+        self.n_trials, self.objective = n_trials, objective
         self.stream = stream or sys.stdout
         self.started_at = time.time()
         self.counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
@@ -24,8 +26,8 @@ class Progress:
         self.minimize = objective == "eval_loss"
         self.done_here = 0
         for t in study.get_trials(deepcopy=False):  # a resumed sweep starts from what is done
-            state = t.user_attrs.get("lr_sweeper.state")
-            if state in self.counts and not t.user_attrs.get("lr_sweeper.surplus"):
+            state = t.user_attrs.get(USER_STATE)
+            if state in self.counts and not t.user_attrs.get(SURPLUS):
                 self.counts[state] += 1
                 if state == "complete":
                     self._consider(t.values[0], t.number)

@@ -23,6 +23,8 @@ PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient",
 STORAGE_ENV = "LR_SWEEPER_STORAGE"   # how trials learn the storage URL without it appearing in any config
 USER_STATE = "lr_sweeper.state"      # set on every trial the sweeper told: complete/pruned/diverged/failed
 SLOT = "lr_sweeper.slot"             # set on trials the sweeper enqueued (the n_trials budget)
+SURPLUS = "lr_sweeper.surplus"       # a trial asked after another sweeper took the last slot
+REASON = "lr_sweeper.reason"
 
 
 def default_storage_url(sweep_dir: str | Path) -> str:
@@ -121,7 +123,7 @@ def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
     A trial failed by the heartbeat (its retry carries on) or a surplus trial does not count."""
     if t.state in (TrialState.RUNNING, TrialState.WAITING):
         return True
-    return t.user_attrs.get(USER_STATE) is not None and not t.user_attrs.get("lr_sweeper.surplus")
+    return t.user_attrs.get(USER_STATE) is not None and not t.user_attrs.get(SURPLUS)
 
 
 def storage_url_from_env() -> str | None:

@@ -35,7 +35,7 @@ from sweeper.executors import BASIC_LAUNCHER, LauncherExecutor, PoolExecutor, tr
 from sweeper.progress import Progress
 from sweeper.redact import redact
 from sweeper.results_io import read_result, write_json_atomic, write_result
-from sweeper.study import (SAMPLERS, SLOT, STORAGE_ENV, USER_STATE, counts_toward_budget, default_storage_url,
+from sweeper.study import (REASON, SAMPLERS, SLOT, STORAGE_ENV, SURPLUS, USER_STATE, counts_toward_budget, default_storage_url,
                            has_heartbeat, make_sampler, make_storage, pruner_spec)
 from sweeper.validate import OBJECTIVES, SECOND_OBJECTIVES, check_hyperparameters, validate
 
@@ -247,7 +247,7 @@ class SweepLoop:
             if trial.user_attrs.get(SLOT):
                 return trial
             # another sweeper popped the last slot between our look and our ask
-            trial.set_user_attr("lr_sweeper.surplus", True)
+            trial.set_user_attr(SURPLUS, True)
             trial.set_user_attr(USER_STATE, "failed")
             self.study.tell(trial, state=TrialState.FAIL)
         return None
@@ -292,7 +292,7 @@ class SweepLoop:
         if state == "complete" and bad:
             state, result["reason"] = "failed", f"objective {bad[0][0]} is {bad[0][1]!r}"
         trial.set_user_attr(USER_STATE, state)
-        trial.set_user_attr("lr_sweeper.reason", str(result.get("reason") or "")[:500])
+        trial.set_user_attr(REASON, str(result.get("reason") or "")[:500])
         if state == "complete":
             self.study.tell(trial, [float(v) for v in values] if len(values) > 1 else float(values[0]))
         elif len(self.directions) > 1 and state != "failed":

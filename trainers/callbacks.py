@@ -36,6 +36,7 @@ class MetricsFile(TrainerCallback):
         self.path = path
         self.pending: dict | None = None
         self.history: list[dict] = []
+        self._reference: float | None = None
 
     def reload(self, upto_step: int) -> None:
         """Keeps the lines up to a resumed run's step (a kill may have torn the last one)."""
@@ -49,6 +50,7 @@ class MetricsFile(TrainerCallback):
                 if row.get("step", 0) <= upto_step:
                     kept.append(row)
         self.history = kept
+        self._reference = None
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -85,11 +87,14 @@ class MetricsFile(TrainerCallback):
     def reference_loss(self) -> float | None:
         """Where the loss started: the untrained model's eval loss (a whole eval set, so not at the
         mercy of one easy batch), else the worst of the first three train losses."""
+        if self._reference is not None:
+            return self._reference
         rows = self.history + ([self.pending] if self.pending else [])
         initial = next((r["eval_loss"] for r in rows if r["step"] == 0 and "eval_loss" in r), None)
-        if initial is not None:
-            return initial
         first = [r["loss"] for r in rows if "loss" in r][:3]
+        if initial is not None or len(first) == 3:  # from here on it cannot change
+            self._reference = initial if initial is not None else max(first)
+            return self._reference
         return max(first) if first else None
 
 

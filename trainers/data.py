@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from sweeper.errors import ConfigError
 from trainers.records import DEFAULT_CHAT_TEMPLATE, prompt_and_response, read_rows
 
 IGNORE = -100
@@ -85,7 +86,10 @@ def load_rows(data_cfg) -> tuple[str, list[dict], list[dict]]:
         return _load_hub(data_cfg)
     fmt, rows = read_rows(data_cfg["path"], data_cfg.get("format") or "auto")
     if data_cfg.get("eval_path"):
-        _, eval_rows = read_rows(data_cfg["eval_path"], fmt)
+        try:
+            _, eval_rows = read_rows(data_cfg["eval_path"], fmt)
+        except ConfigError as err:
+            raise ConfigError("data.eval_path", str(err).split(": ", 1)[1]) from None
         return fmt, rows, eval_rows
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
@@ -97,7 +101,6 @@ def _load_hub(data_cfg) -> tuple[str, list[dict], list[dict]]:
     try:
         import datasets
     except ImportError:
-        from sweeper.errors import ConfigError
         raise ConfigError("data.hub_name", "a hub dataset needs `pip install datasets`") from None
     from trainers.records import detect_format
     ds = datasets.load_dataset(data_cfg["hub_name"], split=data_cfg.get("hub_split") or "train")

@@ -25,7 +25,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerState
 
 from sweeper.results_io import write_result
-from sweeper.validate import effective_lr, lora_alpha, validate
+from sweeper.validate import check_hyperparameters, check_model, effective_lr, lora_alpha
 from trainers.batch_size import find_micro_batch, free_memory, halve, is_out_of_memory
 from trainers.callbacks import DivergenceGuard, MetricsFile, PruningReporter, StepProgress, TrialOutcome
 from trainers.data import IGNORE, build_datasets
@@ -182,7 +182,8 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
     process began its work (imports included), for wall_seconds."""
     trial_dir = Path(trial_dir)
     started = started or time.time()
-    validate(cfg)
+    check_hyperparameters(cfg)  # the data files are checked as build_datasets reads them
+    check_model(cfg)
     if os.environ.get("LR_SWEEPER_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["LR_SWEEPER_NUM_THREADS"]))
     set_seed(int(cfg["seed"]))
