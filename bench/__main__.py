@@ -27,7 +27,8 @@ import optuna
 
 from sweeper.collect import trial_dirs, trial_overrides
 from sweeper.results_io import read_metrics, read_result
-from sweeper.study import make_pruner, make_sampler
+from sweeper.sampling import make_sampler
+from sweeper.study import make_pruner
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "LR_SWEEPER_QUIET": "1"}

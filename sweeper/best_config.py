@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from sweeper.redact import redact
-from sweeper.results_io import write_json_atomic
+from sweeper.results_io import write_json_atomic, write_text_atomic
 
 
 def best_config(trial_dir: Path) -> dict:
@@ -40,9 +40,7 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
                 "hydra": {"run": {"dir": str(sweep_dir / "best-rerun" / "${now:%Y-%m-%d_%H-%M-%S}")}}}
     text = redact(header + yaml.safe_dump(document, sort_keys=False))
     out = sweep_dir / "best.yaml"
-    tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_text_atomic(out, text)
     write_json_atomic(sweep_dir / "best.json", {  # the same facts, for scripts
         "study": info.get("study", sweep_dir.name), "trial": number, "objective": objective,
         "value": float(row[objective]), "direction": info.get("direction", "minimize"), "seeds": seeds,

@@ -1,14 +1,18 @@
 """Checks on the command line before Hydra composes anything.
 
-Hydra reports a missing config-group option (scheduler=bogus) or an override
-it cannot parse in many lines and exits 1; we want one line that lists what is
-accepted, and exit 2. Only config-group choices and syntax are checked here;
-values are validate.py's job.
+Hydra reports a missing config-group option (scheduler=bogus), an unknown key
+(lr_sceduler=cosine) or an override it cannot parse in many lines and exits 1,
+and it accepts `+lora_rank=64` silently although nothing reads that key; we want
+one line that lists what is accepted (or the closest known key), and exit 2.
+Only keys, config-group choices and syntax are checked here; values are
+validate.py's job.
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
@@ -44,15 +48,71 @@ def options(group: str, dirs: list[Path]) -> list[str]:
     return sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
 
 
+def _flat_keys(node, prefix: str = "") -> set[str]:
+    keys = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("defaults", "hydra") and not prefix:
+                continue
+            keys.add(prefix + str(key))
+            keys |= _flat_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # Hydra says what is wrong with the file itself
+
+
+def known_keys(dirs: list[Path], config_name: str) -> set[str]:
+    """Every key the composed config can hold: the primary config's, and each group option's."""
+    keys = set()
+    for d in dirs:
+        keys |= _flat_keys(_yaml(d / f"{config_name}.yaml"))
+        for group in (p for p in d.iterdir() if p.is_dir() and p.name != "hydra") if d.is_dir() else ():
+            keys.add(group.name)
+            keys |= {f"{group.name}.{k}" for option in group.glob("*.yaml") for k in _flat_keys(_yaml(option))}
+    return keys
+
+
+def _config_name(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg in ("--config-name", "-cn") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config-name="):
+            return arg.split("=", 1)[1]
+    return "config"
+
+
+def check_key(override, known: set[str], sweeper_keys: set[str]) -> None:
+    key = override.key_or_group
+    if override.package is not None or key == "hydra" or key.startswith(("hydra/", "hydra.")) \
+            and not key.startswith("hydra.sweeper."):
+        return  # Hydra's own settings: Hydra checks them
+    pool = {f"hydra.sweeper.{k}" for k in sweeper_keys} if key.startswith("hydra.sweeper.") else known
+    if key in pool:
+        if override.is_add() and not override.is_force_add() and "." not in key and key not in GROUPS:
+            raise ConfigError(key, f"is already in the config; accepted: {key}=VALUE (drop the '+')")
+        return
+    close = difflib.get_close_matches(key, sorted(pool), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "see `python -m sweeper --cfg job` for the keys"
+    raise ConfigError(key, f"not a known key, so nothing would read it; {hint}")
+
+
 def check_argv(argv: list[str], default_conf: Path) -> None:
     parser = OverridesParser.create()
     dirs = config_dirs(argv, default_conf)
+    known = known_keys(dirs, _config_name(argv))
+    sweeper_keys = _flat_keys(_yaml(default_conf / "hydra" / "sweeper" / "lr_sweeper.yaml")) - {"_target_"}
     for arg in override_args(argv):
         try:
             override = parser.parse_override(arg)
         except HydraException as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError("", f"cannot parse override {arg!r}: {first}") from None
+        check_key(override, known, sweeper_keys)
         group = override.key_or_group.lstrip("+~")
         if group not in GROUPS or override.is_delete():
             continue

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from sweeper.results_io import read_metrics, read_result
+from sweeper.results_io import read_metrics, read_result, write_text_atomic
 
 log = logging.getLogger("sweeper")
 
@@ -195,8 +195,8 @@ def refresh(sweep_dir: str | Path, running: set[int] | None = None, final: bool 
     info = sweep_info(sweep_dir)
     table = build_table(sweep_dir, running)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(sweep_dir / "summary.csv", index=False)
-    (sweep_dir / "summary.md").write_text(to_markdown(table, info))
+    write_text_atomic(sweep_dir / "summary.csv", table.to_csv(index=False))
+    write_text_atomic(sweep_dir / "summary.md", to_markdown(table, info))
     now = time.monotonic()
     draw = final or now - _last_plot.setdefault(sweep_dir, now) >= PLOT_EVERY_SECONDS  # first one 30 s in
     writers = [("best.yaml", lambda: best_config.write_best(sweep_dir, table, info)),

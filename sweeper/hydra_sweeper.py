@@ -1,6 +1,7 @@
 """The Hydra Sweeper: small on purpose. The work is in sweep_loop.py."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, List
 
@@ -45,8 +46,17 @@ class LRSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from sweeper.sweep_loop import SweepLoop
 
+        from sweeper.sweep_dir import is_disk_full
+
         try:
-            loop = SweepLoop(self.settings, self.config, self.hydra_context, self.task_function, arguments)
+            return SweepLoop(self.settings, self.config, self.hydra_context, self.task_function, arguments).run()
         except ConfigError as err:
             exit_bad_input(err)
-        return loop.run()
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            # sqlite rolled back the write it could not make: the study is as it was before it
+            where = getattr(err, "path", None) or self.config.hydra.sweep.dir
+            print(f"error: the disk is full under {where}: free some space, then run the same command to "
+                  "resume", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None

@@ -1,4 +1,8 @@
-"""The live progress line of a sweep: counts by state, best so far, elapsed and time left."""
+"""The live progress line of a sweep: counts by state, best so far, elapsed and time left.
+
+Counts come from the study, not from this process: with two sweepers on one
+study, or a resumed sweep, the line says where the whole study stands.
+"""
 from __future__ import annotations
 
 import math
@@ -7,8 +11,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from optuna.trial import TrialState
 
-from sweeper.study import SURPLUS, USER_STATE
+from sweeper.study import REPEAT_OF, SURPLUS, USER_STATE, counts_toward_budget
+
+STATES = ("complete", "pruned", "diverged", "failed", "duplicate")
 
 
 def _clock(seconds: float) -> str:
@@ -17,46 +24,45 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, study, n_trials: int, objective: str, stream=None):
-        self.n_trials, self.objective = n_trials, objective
+    def __init__(self, study, n_trials: int, objective: str, minimize: bool = True, stream=None):
+        self.study, self.n_trials, self.objective, self.minimize = study, n_trials, objective, minimize
         self.stream = stream or sys.stdout
         self.started_at = time.time()
-        self.counts = {"complete": 0, "pruned": 0, "diverged": 0, "failed": 0}
-        self.best: tuple[float, int] | None = None
-        self.minimize = objective == "eval_loss"
         self.done_here = 0
-        for t in study.get_trials(deepcopy=False):  # a resumed sweep starts from what is done
-            state = t.user_attrs.get(USER_STATE)
-            if state in self.counts and not t.user_attrs.get(SURPLUS):
-                self.counts[state] += 1
-                if state == "complete":
-                    self._consider(t.values[0], t.number)
 
     def started(self, number: int, params: dict, repeat_seed: int | None = None) -> None:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         seed = f" (seed repeat, seed={repeat_seed})" if repeat_seed is not None else ""
         print(f"  trial {number} started: {shown or 'defaults'}{seed}", file=self.stream, flush=True)
 
-    def _consider(self, value: float, number: int) -> None:
-        if self.best is None or (value < self.best[0] if self.minimize else value > self.best[0]):
-            self.best = (float(value), number)
+    def standing(self) -> tuple[dict[str, int], int, tuple[float, int] | None]:
+        """(counts by state, total planned, (best value, trial)) over the whole study."""
+        trials = self.study.get_trials(deepcopy=False)
+        counts = dict.fromkeys(STATES, 0)
+        best = None
+        for t in trials:
+            state = t.user_attrs.get(USER_STATE)
+            if state not in counts or t.user_attrs.get(SURPLUS):
+                continue
+            counts[state] += 1
+            if state == "complete" and t.state == TrialState.COMPLETE and math.isfinite(t.values[0]):
+                if best is None or (t.values[0] < best[0] if self.minimize else t.values[0] > best[0]):
+                    best = (t.values[0], t.number)
+        repeats = sum(1 for t in trials if t.user_attrs.get(REPEAT_OF) is not None and counts_toward_budget(t))
+        return counts, self.n_trials + repeats, best
 
     def finished(self, number: int, result: dict) -> None:
-        state = result["state"]
-        self.counts[state] = self.counts.get(state, 0) + 1
         self.done_here += 1
-        value = result.get("value")
-        if state == "complete" and isinstance(value, (int, float)) and math.isfinite(value):
-            self._consider(value, number)
-        done = sum(self.counts.values())
+        counts, total, best = self.standing()
+        done = sum(counts.values())
         elapsed = time.time() - self.started_at
-        left = elapsed / self.done_here * max(0, self.n_trials - done) if self.done_here else 0
-        best = f"best {self.objective} {self.best[0]:.4g} (trial {self.best[1]})" if self.best else "no best yet"
+        left = elapsed / self.done_here * max(0, total - done)
+        best_text = f"best {self.objective} {best[0]:.4g} (trial {best[1]})" if best else "no best yet"
         reason = f" - {result.get('reason')}" if result.get("reason") else ""
-        print(f"[{done}/{self.n_trials}] trial {number} {state}{reason}\n"
-              f"        {self.counts['complete']} complete, {self.counts['pruned']} pruned, "
-              f"{self.counts['diverged']} diverged, {self.counts['failed']} failed | {best} | "
-              f"elapsed {_clock(elapsed)}, ~{_clock(left)} left", file=self.stream, flush=True)
+        shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "duplicate")
+        print(f"[{done}/{total}] trial {number} {result['state']}{reason}\n"
+              f"        {shown} | {best_text} | elapsed {_clock(elapsed)}, ~{_clock(left)} left",
+              file=self.stream, flush=True)
 
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:
         from sweeper.collect import to_markdown, sweep_info

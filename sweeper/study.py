@@ -18,13 +18,15 @@ from optuna.trial import TrialState
 from sweeper.errors import ConfigError
 from sweeper.redact import redact
 
-SAMPLERS = ("auto", "tpe", "random", "grid", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 STORAGE_ENV = "LR_SWEEPER_STORAGE"   # how trials learn the storage URL without it appearing in any config
 USER_STATE = "lr_sweeper.state"      # set on every trial the sweeper told: complete/pruned/diverged/failed
 SLOT = "lr_sweeper.slot"             # set on trials the sweeper enqueued (the n_trials budget)
 SURPLUS = "lr_sweeper.surplus"       # a trial asked after another sweeper took the last slot
 REASON = "lr_sweeper.reason"
+REPEAT_OF, REPEAT_SEED = "lr_sweeper.repeat_of", "lr_sweeper.repeat_seed"  # a seed repeat of trial N, its seed
+DUPLICATE_OF = "lr_sweeper.duplicate_of"  # drew exactly a finished trial's config: its result was reused
+SPACE = "lr_sweeper.space"           # study attribute: the search space it was made with
 
 
 def default_storage_url(sweep_dir: str | Path) -> str:
@@ -54,38 +56,47 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
                     time.sleep(0.5 * (attempt + 1))
                     continue
                 raise ConfigError("hydra.sweeper.storage", f"cannot open {redact(url)}: {redact(msg)}") from None
-    if url.endswith((".log", ".journal", ".jsonl")) or url.startswith("journal:"):
+    if is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         path = url.removeprefix("journal:")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
+        try:
+            return JournalStorage(JournalFileBackend(path))
+        except Exception as err:  # a truncated or garbage journal fails while it is replayed
+            raise ConfigError("hydra.sweeper.storage", f"cannot read the journal {path} ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:200]}): restore it, or move it aside to start the "
+                              "study anew") from None
     raise ConfigError("hydra.sweeper.storage", f"{redact(url)!r} is not accepted; accepted: null (sqlite file in "
                       "the sweep dir), sqlite:///PATH, postgresql://USER:PASS@HOST/DB, mysql://..., "
                       "or a journal file path ending in .log")
 
 
+def is_journal(url: str) -> bool:
+    return url.endswith((".log", ".journal", ".jsonl")) or url.startswith("journal:")
+
+
+def lock_journal(url: str):
+    """Optuna has no heartbeat for journal storage, so a killed worker's RUNNING trials could never
+    be told from a live worker's: one sweeper at a time holds the journal (an flock, released when
+    its process dies, kill -9 included). Returns the open lock file; keep it for the sweep's life."""
+    import fcntl
+
+    lock_path = url.removeprefix("journal:") + ".sweeper.lock"
+    handle = open(lock_path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError("hydra.sweeper.storage", f"another sweeper is running on the journal "
+                          f"{url.removeprefix('journal:')}; a journal file serves one sweeper at a time (it has "
+                          "no heartbeat); accepted: wait for it, or a sqlite:/// or postgresql:// storage for "
+                          "several workers") from None
+    return handle
+
+
 def has_heartbeat(storage) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
     return is_heartbeat_enabled(storage)
-
-
-def make_sampler(name: str, seed: int, parallel: int = 1):
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=parallel > 1,
-                                          n_startup_trials=5)
-    if name in ("random", "grid"):  # grid points are enqueued; the sampler never draws them
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    if name == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise ConfigError("hydra.sweeper.sampler", "cmaes needs `pip install cmaes`") from None
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    raise ConfigError("hydra.sweeper.sampler", f"{name!r} is not accepted; accepted: {', '.join(SAMPLERS)}")
 
 
 def pruner_spec(settings) -> dict:

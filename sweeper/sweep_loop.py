@@ -28,6 +28,8 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from sweeper import search_space as ss
+from sweeper import sweep_dir as dir_checks
+from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.cli_checks import GROUPS
 from sweeper.collect import refresh
 from sweeper.errors import ConfigError
@@ -35,8 +37,9 @@ from sweeper.executors import BASIC_LAUNCHER, LauncherExecutor, PoolExecutor, tr
 from sweeper.progress import Progress
 from sweeper.redact import redact
 from sweeper.results_io import read_result, write_json_atomic, write_result
-from sweeper.study import (REASON, SAMPLERS, SLOT, STORAGE_ENV, SURPLUS, USER_STATE, counts_toward_budget, default_storage_url,
-                           has_heartbeat, make_sampler, make_storage, pruner_spec)
+from sweeper.sampling import SAMPLERS, finished_twin, make_sampler
+from sweeper.study import (DUPLICATE_OF, REASON, REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, USER_STATE,
+                           default_storage_url, has_heartbeat, is_journal, lock_journal, make_storage, pruner_spec)
 from sweeper.validate import OBJECTIVES, SECOND_OBJECTIVES, check_hyperparameters, validate
 
 log = logging.getLogger("sweeper")
@@ -45,7 +48,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
-REPEAT_OF, REPEAT_SEED = "lr_sweeper.repeat_of", "lr_sweeper.repeat_seed"
 _TELL_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
                "diverged": TrialState.PRUNED,  # TPE learns from it as a bad trial
                "failed": TrialState.FAIL}
@@ -84,7 +86,10 @@ class SweepLoop:
         self.name = str(config.sweep.name)
         self.space.fixed = [o for o in self.space.fixed if not o.startswith("sweep.name=")]  # each trial gets it
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        dir_checks.claim(self.sweep_dir, self.name)  # before anything is written into it
         self.storage_url = settings.storage or default_storage_url(self.sweep_dir)
+        dir_checks.check_study_file(self.storage_url)
+        dir_checks.check_free_space(self.sweep_dir)
         self._redact_config()
         if "lr=auto" in self.space.fixed:
             self.space.fixed.remove("lr=auto")
@@ -102,7 +107,15 @@ class SweepLoop:
             [SECOND_OBJECTIVES[settings.second_objective]] if settings.second_objective else [])
         self.base_seed = int(base["seed"])
         self.storage = make_storage(self.storage_url, settings.heartbeat_interval)
-        self.study = self._open_study(pruner)
+        # a journal has no heartbeat: one sweeper holds it, so RUNNING trials found now are orphans
+        self.journal_lock = lock_journal(self.storage_url) if is_journal(self.storage_url) else None
+        self.study = open_study(StudySpec(
+            self.name, self.sweep_dir, self.storage, make_sampler(self.sampler_name, int(settings.seed)),
+            self.directions, self.objectives, dir_checks.space_signature(self.space.distributions, self.space.fixed),
+            pruner, self.n_trials, self.grid))
+        if self.journal_lock is not None and retry_orphans(self.study):
+            log.info("journal storage: trials of a sweeper that died were failed and will be retried")
+        self._write_sweep_info(pruner)
 
     # ----- setup -------------------------------------------------------------------------------
     def _redact_config(self) -> None:
@@ -121,7 +134,13 @@ class SweepLoop:
             log.info("lr=auto: running the LR range test first -> %s", out_dir)
             cmd = trial_command(self.config, "sweeper.lr_find") + self.space.fixed + self._point_overrides(0) + [
                 f"hydra.run.dir={out_dir}"]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LR_SWEEPER_QUIET": "1"})
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True,
+                                      env={**os.environ, "LR_SWEEPER_QUIET": "1"})
+            except KeyboardInterrupt:
+                print("\ninterrupted during the LR range test, before any trial; run the same command to "
+                      "start again", flush=True)
+                raise SystemExit(130) from None
             if proc.returncode != 0 or not found_file.exists():
                 last = (proc.stderr.strip().splitlines() or ["the LR range test failed"])[-1]
                 raise ConfigError("lr", f"auto: {last.removeprefix('error: ')}")
@@ -181,46 +200,6 @@ class SweepLoop:
                               "(a,b,c / choice / range); accepted for intervals: tpe, random, qmc, cmaes, gp")
         return name
 
-    def _open_study(self, pruner: dict) -> optuna.Study:
-        sampler = make_sampler(self.sampler_name, int(self.s.seed), self.s.parallel)
-        try:
-            study = optuna.create_study(study_name=self.name, storage=self.storage, sampler=sampler,
-                                        directions=self.directions)
-            created = True
-        except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(study_name=self.name, storage=self.storage, sampler=sampler)
-            created = False
-            theirs = [d.name.lower() for d in study.directions]
-            if theirs != self.directions:
-                raise ConfigError("objective", f"{'/'.join(self.objectives)} ({'/'.join(self.directions)}) does not "
-                                  f"match study {self.name!r} ({'/'.join(theirs)}); accepted: the study's "
-                                  "objectives, or a new sweep.name") from None
-        study.pruner = optuna.pruners.NopPruner()  # pruning is decided inside each trial
-        if created:
-            study.set_user_attr("lr_sweeper.pruner", json.dumps(pruner))
-            study.set_user_attr("lr_sweeper.objective", self.objective)
-            self._fill_budget(study)
-            study.set_user_attr("lr_sweeper.budget_ready", True)
-        else:
-            deadline = time.time() + 60  # another sweeper is creating it: wait for its budget
-            while not study.user_attrs.get("lr_sweeper.budget_ready") and time.time() < deadline:
-                time.sleep(0.5)
-            self._fill_budget(study)
-        self._write_sweep_info(pruner)
-        return study
-
-    def _fill_budget(self, study: optuna.Study) -> None:
-        live = [t for t in study.get_trials(deepcopy=False)
-                if counts_toward_budget(t) and t.user_attrs.get(REPEAT_OF) is None]  # repeats come on top
-        room = max(0, self.n_trials - len(live))
-        if self.grid is not None:
-            seen = {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True) for t in live}
-            points = [p for p in self.grid if json.dumps(p, sort_keys=True) not in seen][:room]
-        else:
-            points = [{}] * room
-        for params in points:
-            study.enqueue_trial(params, user_attrs={SLOT: True})
-
     def _write_sweep_info(self, pruner: dict) -> None:
         write_json_atomic(self.sweep_dir / "sweep.json", {
             "study": self.name, "storage": redact(self.storage_url), "objective": self.objective,
@@ -251,6 +230,25 @@ class SweepLoop:
             trial.set_user_attr(USER_STATE, "failed")
             self.study.tell(trial, state=TrialState.FAIL)
         return None
+
+    def _reuse_twin(self, trial: optuna.Trial) -> dict | None:
+        """A sampled config the study already finished is not trained again (seed repeats are
+        meant to be): the trial takes its twin's result, as Optuna's FAQ recommends."""
+        if trial.user_attrs.get(REPEAT_OF) is not None:
+            return None
+        twin = finished_twin(self.study.get_trials(deepcopy=False), trial,
+                             skip=lambda t: t.user_attrs.get(REPEAT_OF) is not None)
+        if twin is None:
+            return None
+        reason = f"drew exactly the config of trial {twin.number}: not run again, its result reused"
+        trial.set_user_attr(DUPLICATE_OF, twin.number)
+        trial.set_user_attr(USER_STATE, "duplicate")
+        trial.set_user_attr(REASON, reason)
+        if twin.state == TrialState.COMPLETE:
+            self.study.tell(trial, twin.values if len(twin.values) > 1 else twin.values[0])
+        else:
+            self.study.tell(trial, state=twin.state)
+        return {"state": "duplicate", "reason": reason}
 
     def _trial_overrides(self, trial: optuna.Trial) -> list[str]:
         params = dict(trial.params)
@@ -286,6 +284,10 @@ class SweepLoop:
         result = read_result(trial_dir) or {
             "state": "failed", "reason": f"the trial left no result.json (exit code {exit_code})"}
         state = result["state"]
+        if state == "failed" and (dir_checks.is_disk_full(Exception(result.get("reason")))
+                                  or dir_checks.free_mb(trial_dir) < 1):
+            # not told: the trial stays RUNNING, its heartbeat stops, and the same command retries it
+            raise dir_checks.DiskFull(trial_dir)
         values = [result.get("value")] + [result.get(o) for o in self.objectives[1:]]
         bad = [(o, v) for o, v in zip(self.objectives, values)
                if not (isinstance(v, (int, float)) and math.isfinite(v))]
@@ -301,28 +303,6 @@ class SweepLoop:
             self.study.tell(trial, state=_TELL_STATE[state])
         return {**result, "state": state}
 
-    def _enqueue_repeats(self) -> int:
-        """Seed repeats: the top_k complete configs again with more seeds (seed+1, seed+2, ...)."""
-        top_k, seeds = int(self.s.repeat["top_k"]), int(self.s.repeat["seeds"])
-        if top_k < 1 or seeds < 2:
-            return 0
-        trials = self.study.get_trials(deepcopy=False)
-        sign = 1 if self.directions[0] == "minimize" else -1
-        originals = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(REPEAT_OF) is None),
-                           key=lambda t: sign * t.values[0])[:top_k]
-        have = {(t.user_attrs.get(REPEAT_OF), t.user_attrs.get(REPEAT_SEED)) for t in trials if counts_toward_budget(t)}
-        added = 0
-        for original in originals:
-            for i in range(1, seeds):
-                seed = self.base_seed + i
-                if (original.number, seed) not in have:
-                    self.study.enqueue_trial(original.params, user_attrs={SLOT: True, REPEAT_OF: original.number,
-                                                                          REPEAT_SEED: seed})
-                    added += 1
-        if added:
-            log.info("seed repeats: %d trials (top %d configs x %d more seeds)", added, len(originals), seeds - 1)
-        return added
-
     def _drain(self, executor, progress) -> bool:
         """Runs trials until no slot is left. False when the failure budget stopped it."""
         running: dict[int, tuple[optuna.Trial, object]] = {}
@@ -335,6 +315,10 @@ class SweepLoop:
                     trial = self._ask()
                     if trial is None:
                         break
+                    reused = self._reuse_twin(trial)
+                    if reused is not None:
+                        progress.finished(trial.number, reused)
+                        continue
                     beat = get_heartbeat_thread(trial._trial_id, self.storage)  # Optuna's own heartbeat
                     beat.start()
                     running[trial.number] = (trial, beat)
@@ -370,13 +354,13 @@ class SweepLoop:
 
     def run(self):
         executor = self._executor()
-        progress = Progress(self.study, self.n_trials, self.objective)
+        progress = Progress(self.study, self.n_trials, self.objective, self.directions[0] == "minimize")
         log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
                  self.sampler_name, self.s.pruner if len(self.directions) == 1 else "none (multi-objective)",
                  self.s.parallel, self.sweep_dir)
         ok = self._drain(executor, progress)
-        if ok and self._enqueue_repeats():
-            progress.n_trials += int(self.s.repeat["top_k"]) * (int(self.s.repeat["seeds"]) - 1)
+        if ok and enqueue_repeats(self.study, int(self.s.repeat["top_k"]), int(self.s.repeat["seeds"]),
+                                  self.base_seed, minimize=self.directions[0] == "minimize"):
             ok = self._drain(executor, progress)
         table = refresh(self.sweep_dir)
         progress.summary(table, self.sweep_dir)

@@ -1,0 +1,116 @@
+"""The study and its budget: n_trials (or the grid's points) as WAITING trials, plus seed repeats.
+
+The budget is enqueued when the study is created: `ask` pops WAITING trials
+atomically from the storage, so any number of sweeper processes share one study
+with no duplicates and exactly n_trials finished trials. A re-run of the same
+command tops the budget up to n_trials; a changed search space under an existing
+study name is refused (sweep_dir.check_same_space).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from sweeper.errors import ConfigError
+from sweeper.study import REPEAT_OF, REPEAT_SEED, SLOT, SPACE, counts_toward_budget
+from sweeper.sweep_dir import check_same_space
+
+log = logging.getLogger("sweeper")
+BUDGET_READY = "lr_sweeper.budget_ready"
+
+
+@dataclass
+class StudySpec:
+    name: str
+    sweep_dir: Path
+    storage: object
+    sampler: optuna.samplers.BaseSampler
+    directions: list[str]
+    objectives: list[str]
+    space_signature: str
+    pruner: dict
+    n_trials: int
+    grid: list[dict] | None
+
+
+def open_study(spec: StudySpec) -> optuna.Study:
+    """Creates the study with its budget, or loads it after checking it is the same sweep."""
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=spec.storage, sampler=spec.sampler,
+                                    directions=spec.directions)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.name, storage=spec.storage, sampler=spec.sampler)
+        created = False
+        theirs = [d.name.lower() for d in study.directions]
+        if theirs != spec.directions:
+            raise ConfigError("objective", f"{'/'.join(spec.objectives)} ({'/'.join(spec.directions)}) does not "
+                              f"match study {spec.name!r} ({'/'.join(theirs)}); accepted: the study's "
+                              "objectives, or a new sweep.name") from None
+    study.pruner = optuna.pruners.NopPruner()  # pruning is decided inside each trial
+    if created:
+        study.set_user_attr(SPACE, spec.space_signature)
+        study.set_user_attr("lr_sweeper.pruner", json.dumps(spec.pruner))
+        study.set_user_attr("lr_sweeper.objective", spec.objectives[0])
+        fill_budget(study, spec)
+        study.set_user_attr(BUDGET_READY, True)
+        return study
+    deadline = time.time() + 60  # another sweeper is creating it: wait for its budget
+    while not study.user_attrs.get(BUDGET_READY) and time.time() < deadline:
+        time.sleep(0.5)
+    check_same_space(spec.name, spec.sweep_dir, study.user_attrs.get(SPACE), spec.space_signature)
+    fill_budget(study, spec)
+    return study
+
+
+def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
+    live = [t for t in study.get_trials(deepcopy=False)
+            if counts_toward_budget(t) and t.user_attrs.get(REPEAT_OF) is None]  # repeats come on top
+    room = max(0, spec.n_trials - len(live))
+    if spec.grid is not None:
+        seen = {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True) for t in live}
+        points = [p for p in spec.grid if json.dumps(p, sort_keys=True) not in seen][:room]
+    else:
+        points = [{}] * room
+    for params in points:
+        study.enqueue_trial(params, user_attrs={SLOT: True})
+
+
+def retry_orphans(study: optuna.Study) -> int:
+    """Fails RUNNING trials whose process is known dead and enqueues their retries, as Optuna's
+    heartbeat does for RDB storages (used where there is none: a locked journal file)."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=2, inherit_intermediate_values=True)
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for frozen in orphans:
+        study.tell(frozen.number, state=TrialState.FAIL)
+        retry(study, frozen)  # a WAITING copy with the same params, resumed from its checkpoint
+    return len(orphans)
+
+
+def enqueue_repeats(study: optuna.Study, top_k: int, seeds: int, base_seed: int, minimize: bool) -> int:
+    """Seed repeats: the top_k complete configs again with more seeds (seed+1, seed+2, ...)."""
+    if top_k < 1 or seeds < 2:
+        return 0
+    trials = study.get_trials(deepcopy=False)
+    sign = 1 if minimize else -1
+    originals = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(REPEAT_OF) is None),
+                       key=lambda t: sign * t.values[0])[:top_k]
+    have = {(t.user_attrs.get(REPEAT_OF), t.user_attrs.get(REPEAT_SEED)) for t in trials if counts_toward_budget(t)}
+    added = 0
+    for original in originals:
+        for i in range(1, seeds):
+            seed = base_seed + i
+            if (original.number, seed) not in have:
+                study.enqueue_trial(original.params, user_attrs={SLOT: True, REPEAT_OF: original.number,
+                                                                 REPEAT_SEED: seed})
+                added += 1
+    if added:
+        log.info("seed repeats: %d trials (top %d configs x %d more seeds)", added, len(originals), seeds - 1)
+    return added
