@@ -22,13 +22,22 @@ LORA_ABSTRACT_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
 
 
 def _number(cfg: Mapping, key: str, accepted: str, *, integer: bool = False) -> float:
+    """A finite number (an integer if asked); booleans are not numbers here, though Python says so."""
     value = _get(cfg, key)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and integer and not float(value).is_integer():
+    try:
+        ok = ok and math.isfinite(float(value)) and (not integer or float(value).is_integer())
+    except OverflowError:  # an int too large for a float
         ok = False
-    if not ok or not math.isfinite(float(value)):
-        raise ConfigError(key, f"{value!r} is not accepted; accepted: {accepted}")
+    if not ok:
+        raise ConfigError(key, f"{_show(value)} is not accepted; accepted: {accepted}")
     return int(value) if integer else float(value)
+
+
+def _show(value: Any) -> str:
+    """A value as an error shows it: short, and on one line."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _get(cfg: Mapping, dotted: str) -> Any:
@@ -43,6 +52,44 @@ def _positive_int(cfg: Mapping, key: str) -> int:
     if value < 1:
         raise ConfigError(key, f"{value} is not accepted; accepted: an integer >= 1")
     return value
+
+
+def _at_least(cfg: Mapping, key: str, low: float, accepted: str, *, integer: bool = False,
+              strict: bool = False) -> float:
+    """A finite number >= low (> low when strict)."""
+    value = _number(cfg, key, accepted, integer=integer)
+    if value < low or (strict and value == low):
+        raise ConfigError(key, f"{value} is not accepted; accepted: {accepted}")
+    return value
+
+
+def _choice(cfg: Mapping, key: str, accepted) -> str:
+    value = _get(cfg, key)
+    if not isinstance(value, str) or value not in accepted:
+        raise ConfigError(key, f"{_show(value)} is not accepted; accepted: {', '.join(accepted)}")
+    return value
+
+
+class _Problems:
+    """Collects every ConfigError of a config, so one run of the CLI shows them all, on one line."""
+
+    def __init__(self):
+        self.errors: list[ConfigError] = []
+
+    def check(self, fn, *args, **kwargs):
+        """fn's value, or None once its error is recorded."""
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as err:
+            self.errors.append(err)
+            return None
+
+    def raise_any(self) -> None:
+        if not self.errors:
+            return
+        first, *rest = self.errors
+        message = str(first).split(": ", 1)[1] if first.field else str(first)
+        raise ConfigError(first.field, "; ".join([message, *map(str, rest)]))
 
 
 LR_SCALINGS = ("none", "sqrt", "linear")
@@ -83,86 +130,149 @@ def context_window(model_dir: Path) -> int | None:
     return None
 
 
+MAX_STEPS_ACCEPTED = "an integer >= 1, or -1 to train for `epochs`"
+MAX_SEED = 2**32 - 1  # numpy's seed range, which transformers' set_seed uses
+
+
 def check_hyperparameters(cfg: Mapping) -> None:
-    """Everything that needs no file: numbers, names and the rules between them."""
+    """Everything that needs no file: numbers, names and the rules between them. Reports every
+    problem at once: one ConfigError, the messages joined with "; "."""
+    p = _Problems()
+    p.check(_check_lr, cfg)
+    batch = p.check(_positive_int, cfg, "batch_size")
+    p.check(_choice, cfg, "lr_scaling", LR_SCALINGS) if cfg.get("lr_scaling") is not None else None
+    if cfg.get("lr_reference_batch") is not None:
+        p.check(_positive_int, cfg, "lr_reference_batch")
+    micro = batch if cfg.get("micro_batch_size") == "auto" else p.check(_positive_int, cfg, "micro_batch_size")
+    if batch and micro and batch % micro:
+        p.errors.append(ConfigError("batch_size", f"global batch {batch} is not a multiple of micro_batch_size "
+                                    f"{micro}; accepted: a multiple of {micro} (global batch = micro batch x "
+                                    "gradient accumulation)"))
+    max_steps = p.check(_check_max_steps, cfg)
+    p.check(_at_least, cfg, "epochs", 0, "a number > 0 (used when max_steps is -1)", strict=True)
+    p.check(_check_max_seq_length, cfg)
+    if cfg.get("log_interval") is not None:
+        p.check(_positive_int, cfg, "log_interval")
+    p.check(_check_intervals, cfg)
+    p.check(_choice, cfg, "precision", PRECISIONS)
+    p.check(_choice, cfg, "objective", tuple(OBJECTIVES))
+    p.check(_check_seed, cfg)
+    p.check(_at_least, cfg, "weight_decay", 0, "a finite number >= 0")
+    p.check(_at_least, cfg, "max_grad_norm", 0, "a finite number >= 0 (0 turns clipping off)")
+    p.check(_at_least, cfg, "divergence.factor", 1, "a number > 1", strict=True)
+    p.check(_at_least, cfg, "divergence.min_steps", 0, "an integer >= 0", integer=True)
+    p.check(_check_lr_find, cfg)
+    p.check(_check_data_settings, cfg)
+    p.check(_check_scheduler, cfg, max_steps)
+    p.check(_check_lora, cfg)
+    p.raise_any()
+
+
+def _check_lr(cfg: Mapping) -> None:
     if cfg.get("lr") == "auto":
         raise ConfigError("lr", "'auto' runs the LR range test before a sweep (-m); for one run, "
                           "`python -m sweeper.lr_find` suggests a value; accepted: a finite number > 0")
-    lr = _number(cfg, "lr", "a finite number > 0, e.g. 3e-4 (or auto in a sweep)")
-    if lr <= 0:
-        raise ConfigError("lr", f"{lr} is not accepted; accepted: a finite number > 0, e.g. 3e-4")
-    batch = _positive_int(cfg, "batch_size")
-    if cfg.get("lr_scaling", "none") not in LR_SCALINGS:
-        raise ConfigError("lr_scaling", f"{cfg.get('lr_scaling')!r} is not accepted; accepted: {', '.join(LR_SCALINGS)}")
-    if cfg.get("lr_reference_batch") is not None:
-        _positive_int(cfg, "lr_reference_batch")
-    micro = batch if cfg.get("micro_batch_size") == "auto" else _positive_int(cfg, "micro_batch_size")
-    if batch % micro:
-        raise ConfigError("batch_size", f"global batch {batch} is not a multiple of micro_batch_size {micro}; "
-                          f"accepted: a multiple of {micro} (global batch = micro batch x gradient accumulation)")
-    max_steps = _number(cfg, "max_steps", "an integer (> 0 sets the run length; <= 0 uses epochs)", integer=True)
-    if max_steps <= 0:
-        epochs = _number(cfg, "epochs", "a number > 0")
-        if epochs <= 0:
-            raise ConfigError("epochs", f"{epochs} is not accepted when max_steps <= 0; accepted: a number > 0")
-    seq = _positive_int(cfg, "max_seq_length")
-    if seq < 8:
-        raise ConfigError("max_seq_length", f"{seq} is not accepted; accepted: an integer >= 8")
-    if cfg.get("log_interval") is not None:
-        _positive_int(cfg, "log_interval")
+    _at_least(cfg, "lr", 0, "a finite number > 0, e.g. 3e-4 (or auto in a sweep)", strict=True)
+
+
+def _check_max_steps(cfg: Mapping) -> int:
+    """-1 is the one value meaning "train for epochs" (LitGPT's convention); 0 and other
+    negatives are refused, as they used to mean one epoch silently."""
+    steps = _number(cfg, "max_steps", MAX_STEPS_ACCEPTED, integer=True)
+    if steps < 1 and steps != -1:
+        raise ConfigError("max_steps", f"{steps} is not accepted; accepted: {MAX_STEPS_ACCEPTED}")
+    return steps
+
+
+def _check_max_seq_length(cfg: Mapping) -> None:
+    if cfg.get("max_seq_length") == "auto":
+        return  # resolved from the data (95% of examples whole, within the context window)
+    accepted = "an integer >= 8, or auto (the length that keeps 95% of the examples whole)"
+    _at_least(cfg, "max_seq_length", 8, accepted, integer=True)
+
+
+def _check_intervals(cfg: Mapping) -> None:
     eval_every = _positive_int(cfg, "eval_interval")
     save_every = _positive_int(cfg, "save_interval")
     if save_every % eval_every:
         raise ConfigError("eval_interval", f"{eval_every} does not divide save_interval {save_every}; "
                           "accepted: a factor of save_interval, so every checkpoint has been evaluated")
-    if cfg.get("precision") not in PRECISIONS:
-        raise ConfigError("precision", f"{cfg.get('precision')!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
-    if cfg.get("objective") not in OBJECTIVES:
-        raise ConfigError("objective", f"{cfg.get('objective')!r} is not accepted; accepted: {', '.join(OBJECTIVES)}")
-    _number(cfg, "seed", "an integer", integer=True)
-    factor = _number(cfg, "divergence.factor", "a number > 1")
-    if factor <= 1:
-        raise ConfigError("divergence.factor", f"{factor} is not accepted; accepted: a number > 1")
-    _check_scheduler(cfg, max_steps)
-    _check_lora(cfg)
 
 
-def _check_scheduler(cfg: Mapping, max_steps: int) -> None:
+def _check_seed(cfg: Mapping) -> None:
+    accepted = f"an integer from 0 to {MAX_SEED}"
+    seed = _at_least(cfg, "seed", 0, accepted, integer=True)
+    if seed > MAX_SEED:
+        raise ConfigError("seed", f"{seed} is not accepted; accepted: {accepted}")
+
+
+def _check_lr_find(cfg: Mapping) -> None:
+    """The range test's settings; a plain trial carries them too, so a typo shows before any run."""
+    settings = cfg.get("lr_find")
+    if settings is None:
+        return
+    if not isinstance(settings, Mapping):
+        raise ConfigError("lr_find", f"{_show(settings)} is not accepted; accepted: min_lr, max_lr and steps")
+    low = _at_least(cfg, "lr_find.min_lr", 0, "a finite number > 0", strict=True)
+    high = _at_least(cfg, "lr_find.max_lr", 0, "a finite number > 0", strict=True)
+    if low >= high:
+        raise ConfigError("lr_find.min_lr", f"{low} is not below lr_find.max_lr {high}; accepted: min_lr < max_lr")
+    _at_least(cfg, "lr_find.steps", 10, "an integer >= 10 (the suggestion needs 10 points)", integer=True)
+
+
+def _check_data_settings(cfg: Mapping) -> None:
+    """The data group's numbers and names; the files themselves are check_data's."""
+    from trainers.records import FORMATS  # torch-free module
+
+    if _get(cfg, "data.format") is not None:
+        _choice(cfg, "data.format", ("auto", *FORMATS))
+    if _get(cfg, "data.eval_fraction") is not None:
+        fraction = _number(cfg, "data.eval_fraction", "a number with 0 < x < 1")
+        if not 0 < fraction < 1:
+            raise ConfigError("data.eval_fraction", f"{fraction} is not accepted; accepted: a number with 0 < x < 1")
+    if _get(cfg, "data.max_eval_examples") is not None:
+        _at_least(cfg, "data.max_eval_examples", 1, "an integer >= 1, or null for every eval row", integer=True)
+
+
+def _check_scheduler(cfg: Mapping, max_steps: int | None) -> None:
     name = _get(cfg, "scheduler.name")
-    if name not in SCHEDULERS:
-        raise ConfigError("scheduler", f"{name!r} is not accepted; accepted: {', '.join(SCHEDULERS)}")
-    warmup = _number(cfg, "scheduler.warmup", "steps (an integer >= 0) or a ratio of the run (0 <= x < 1)")
+    if not isinstance(name, str) or name not in SCHEDULERS:
+        raise ConfigError("scheduler", f"{_show(name)} is not accepted; accepted: {', '.join(SCHEDULERS)}")
+    accepted = "steps (an integer >= 0) or a ratio of the run (0 <= x < 1)"
+    warmup = _number(cfg, "scheduler.warmup", accepted)
     if warmup < 0 or (warmup >= 1 and not warmup.is_integer()):
-        raise ConfigError("scheduler.warmup", f"{warmup} is not accepted; accepted: "
-                          "steps (an integer >= 0) or a ratio of the run (0 <= x < 1)")
-    if warmup >= 1 and max_steps > 0 and warmup >= max_steps:
+        raise ConfigError("scheduler.warmup", f"{warmup} is not accepted; accepted: {accepted}")
+    if warmup >= 1 and max_steps is not None and max_steps > 0 and warmup >= max_steps:
         raise ConfigError("scheduler.warmup", f"{int(warmup)} warmup steps is not shorter than "
                           f"max_steps {max_steps}; accepted: fewer steps than the run, or a ratio < 1")
 
 
 def _check_lora(cfg: Mapping) -> None:
-    r = _get(cfg, "lora.r")
-    if r is None:
+    lora = cfg.get("lora")
+    if lora is not None and not isinstance(lora, Mapping):
+        raise ConfigError("lora", f"{_show(lora)} is not accepted; accepted: a lora group (r, alpha, dropout, targets)")
+    if _get(cfg, "lora.r") is None:
         return  # full fine-tune
     r = _positive_int(cfg, "lora.r")
     alpha = _get(cfg, "lora.alpha")
-    if alpha is not None and _number(cfg, "lora.alpha", "a number > 0 (default 2 x r)") <= 0:
-        raise ConfigError("lora.alpha", f"{alpha} is not accepted; accepted: a number > 0 (default 2 x r = {2 * r})")
+    if alpha is not None:
+        _at_least(cfg, "lora.alpha", 0, f"a number > 0 (default 2 x r = {2 * r})", strict=True)
     dropout = _number(cfg, "lora.dropout", "a number in [0, 1)")
     if not 0 <= dropout < 1:
         raise ConfigError("lora.dropout", f"{dropout} is not accepted; accepted: a number in [0, 1)")
     targets = _get(cfg, "lora.targets")
     if isinstance(targets, str):
         targets = [targets]
-    if not targets or not all(isinstance(t, str) and t for t in targets):
-        raise ConfigError("lora.targets", f"{targets!r} is not accepted; accepted: a list of "
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ConfigError("lora.targets", f"{_show(targets)} is not accepted; accepted: a list of "
                           f"{', '.join(LORA_ABSTRACT_TARGETS)}, raw module names, or all-linear")
 
 
 def check_model(cfg: Mapping) -> None:
-    name = str(_get(cfg, "model.name_or_path") or "")
-    if not name:
-        raise ConfigError("model.name_or_path", "is empty; accepted: a local model directory or a hub id")
+    name = _get(cfg, "model.name_or_path")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("model.name_or_path", f"{_show(name)} is not accepted; accepted: a local model "
+                          "directory or a hub id")
     if not is_local_path(name):
         return  # a hub id: checked when it loads
     path = Path(name).expanduser()
@@ -170,10 +280,12 @@ def check_model(cfg: Mapping) -> None:
         raise ConfigError("model.name_or_path", f"{name}: no model directory with a config.json there; "
                           "accepted: a directory written by save_pretrained, or a hub id")
     window = context_window(path)
-    seq = int(cfg["max_seq_length"])
+    seq = cfg.get("max_seq_length")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return  # auto is capped by the window as it resolves; anything else is check_hyperparameters'
     if window is not None and seq > window:
         raise ConfigError("max_seq_length", f"{seq} exceeds the model's context window "
-                          f"(max_position_embeddings {window}); accepted: at most {window}")
+                          f"(max_position_embeddings {window}); accepted: at most {window}, or auto")
 
 
 def check_data(cfg: Mapping) -> None:
@@ -186,7 +298,7 @@ def check_data(cfg: Mapping) -> None:
         path = _get(cfg, key)
         if key == "data.eval_path" and path is None:
             continue
-        if path in (None, "", "???"):
+        if path is None or path in ("", "???"):
             raise ConfigError(key, "is required; accepted: a JSONL, JSON, CSV or Parquet file")
         try:
             read_rows(path, fmt)
@@ -196,7 +308,9 @@ def check_data(cfg: Mapping) -> None:
 
 
 def validate(cfg: Mapping) -> None:
-    """All checks, cheapest first."""
-    check_hyperparameters(cfg)
-    check_model(cfg)
-    check_data(cfg)
+    """All checks, cheapest first; every problem found is in the one error."""
+    p = _Problems()
+    p.check(check_hyperparameters, cfg)
+    p.check(check_model, cfg)
+    p.check(check_data, cfg)
+    p.raise_any()

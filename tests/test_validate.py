@@ -9,7 +9,8 @@ from sweeper.validate import check_hyperparameters, check_model, gradient_accumu
 
 BASE = {"lr": 3e-4, "batch_size": 16, "micro_batch_size": 4, "max_steps": 40, "epochs": 1,
         "max_seq_length": 128, "eval_interval": 10, "save_interval": 20, "precision": "auto", "seed": 1,
-        "objective": "eval_loss", "divergence": {"factor": 3.0, "min_steps": 1},
+        "objective": "eval_loss", "weight_decay": 0.0, "max_grad_norm": 1.0,
+        "divergence": {"factor": 3.0, "min_steps": 1},
         "scheduler": {"name": "cosine", "warmup": 0.1},
         "lora": {"r": 8, "alpha": None, "dropout": 0.05, "targets": ["query", "value"]}}
 
@@ -47,7 +48,7 @@ def test_base_config_passes_and_derives_accumulation_and_alpha():
     ({"lora__r": 0}, "lora.r", ">= 1"),
     ({"lora__targets": []}, "lora.targets", "all-linear"),
     ({"lora__dropout": 1.0}, "lora.dropout", "[0, 1)"),
-    ({"max_steps": 0, "epochs": 0}, "epochs", "> 0"),
+    ({"max_steps": -1, "epochs": 0}, "epochs", "> 0"),
     ({"max_seq_length": 4}, "max_seq_length", ">= 8"),
 ])
 def test_each_violation_names_its_field(changes, field, words):
