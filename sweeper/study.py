@@ -61,6 +61,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
         path = url.removeprefix("journal:")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            _check_journal(Path(path))
             return JournalStorage(JournalFileBackend(path))
         except Exception as err:  # a truncated or garbage journal fails while it is replayed
             raise ConfigError("hydra.sweeper.storage", f"cannot read the journal {path} ({type(err).__name__}: "
@@ -69,6 +70,21 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
     raise ConfigError("hydra.sweeper.storage", f"{redact(url)!r} is not accepted; accepted: null (sqlite file in "
                       "the sweep dir), sqlite:///PATH, postgresql://USER:PASS@HOST/DB, mysql://..., "
                       "or a journal file path ending in .log")
+
+
+def _check_journal(path: Path) -> None:
+    """Every record must be a JSON line: Optuna skips a bad last line when it reads, then appends
+    after it, and the journal is broken for good."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                json.loads(line)
+                if not line.endswith(b"\n"):
+                    raise ValueError("cut short")
+            except ValueError:
+                raise ValueError(f"line {number} is not a journal record") from None
 
 
 def is_journal(url: str) -> bool:
