@@ -3,29 +3,106 @@
 Single-turn formats (alpaca, prompt_completion) mask the prompt; chat masks
 everything but the assistant turns (rendered with the tokenizer's chat template,
 or records.DEFAULT_CHAT_TEMPLATE when it has none); text learns every token.
-Truncation to max_seq_length is counted, never silent.
+
+An example longer than max_seq_length loses prompt tokens first, from the left
+(after the head it keeps: BOS, and for chat the first message's role marker),
+so the answer survives; answer tokens are cut from the right only once the
+prompt is gone. Every cut is counted in the DataReport, never silent.
 """
 from __future__ import annotations
 
+import logging
+import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from sweeper.errors import ConfigError
-from trainers.records import DEFAULT_CHAT_TEMPLATE, prompt_and_response, read_rows
+from sweeper.validate import context_window, is_local_path
+from trainers.records import DEFAULT_CHAT_TEMPLATE, check_rows, detect_format, prompt_and_response, read_rows
 
 IGNORE = -100
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class TruncationReport:
+class Tokenized:
+    ids: list[int]
+    labels: list[int]
+    bos: int = 0    # leading BOS tokens: always kept
+    head: int = 0   # leading tokens a cut keeps while it can (BOS, chat's first role marker)
+
+    @property
+    def first_learnt(self) -> int:
+        return next((i for i, label in enumerate(self.labels) if label != IGNORE), len(self.labels))
+
+    @property
+    def answer_tokens(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+@dataclass
+class DataReport:
+    """Examples, lengths and cuts at this max_seq_length: logged and saved in result.json.
+    Counts cover the train and eval examples together; lengths are before any cut."""
     max_seq_length: int
-    examples: int = 0
-    truncated_examples: int = 0
+    max_seq_length_auto: bool = False        # max_seq_length=auto resolved to the value above
+    context_window: int | None = None
+    suggested_max_seq_length: int | None = None  # see suggested_length
+    train_examples: int = 0
+    eval_examples: int = 0
+    examples: int = 0                  # rows tokenized (both splits)
+    truncated_examples: int = 0        # longer than max_seq_length
     tokens_cut: int = 0
-    dropped_examples: int = 0   # nothing left to learn after truncation
+    prompt_cut_examples: int = 0       # lost prompt tokens (from the left)
+    answer_cut_examples: int = 0       # lost answer tokens: the model learns only part of the answer
+    dropped_examples: int = 0          # no answer token left: not trained on
+    prompt_tokens: dict = field(default_factory=dict)   # p50, p95, max
+    answer_tokens: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def summary(self) -> str:
+        return (f"{self.train_examples} train / {self.eval_examples} eval examples; max_seq_length "
+                f"{self.max_seq_length}{' (auto)' if self.max_seq_length_auto else ''}, context window "
+                f"{self.context_window or 'unknown'}; prompt tokens {_spread(self.prompt_tokens)}, answer tokens "
+                f"{_spread(self.answer_tokens)}; {self.prompt_cut_examples} of {self.examples} examples had "
+                f"prompt tokens cut, {self.answer_cut_examples} lost answer tokens, {self.dropped_examples} "
+                f"dropped; {self.suggested_max_seq_length} tokens keep 95% of examples whole")
+
+
+TruncationReport = DataReport  # the name result.json's "truncation" entry grew from
+
+
+def _spread(stats: dict) -> str:
+    return "/".join(str(stats.get(k, "-")) for k in ("p50", "p95", "max")) + " (p50/p95/max)"
+
+
+def percentile(values: list[int], q: float) -> int:
+    """Nearest-rank percentile: the smallest value that at least q% of values do not exceed."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] if ordered else 0
+
+
+def _stats(values: list[int]) -> dict:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values, default=0)}
+
+
+def suggested_length(examples: list[Tokenized]) -> int:
+    """The smallest max_seq_length that keeps 95% of the examples whole, prompt included (the
+    95th percentile of full lengths). With the left cut a shorter one keeps the answers too,
+    but only by dropping the prompt they answer, which is no better a training example."""
+    return percentile([len(e.ids) for e in examples], 95)
+
+
+def _render(tok, messages: list[dict], **kwargs) -> str:
+    try:
+        return tok.apply_chat_template(messages, tokenize=False, **kwargs)
+    except Exception as err:  # jinja2 raises from inside the template, e.g. roles must alternate
+        raise ConfigError("data.path", f"the chat template cannot render a conversation "
+                          f"({' '.join(str(err).split())[:120]}); accepted: conversations this "
+                          "model's chat template renders") from None
 
 
 def _chat_segments(tok, messages: list[dict]) -> list[tuple[str, bool]]:
@@ -34,50 +111,102 @@ def _chat_segments(tok, messages: list[dict]) -> list[tuple[str, bool]]:
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prefix = tok.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        full = tok.apply_chat_template(messages[: i + 1], tokenize=False)
+        prefix = _render(tok, messages[:i], add_generation_prompt=True)
+        full = _render(tok, messages[: i + 1])
         if not full.startswith(prefix) or not prefix.startswith(done):
-            raise ValueError("the chat template does not render conversations incrementally")
+            raise ConfigError("data.format", "the chat template does not render conversations incrementally, "
+                              "so assistant turns cannot be masked; accepted: another format, or a model whose "
+                              "chat template does")
         segments += [(prefix[len(done):], False), (full[len(prefix):], True)]
         done = full
     return segments
 
 
-def tokenize_row(tok, fmt: str, row: dict) -> tuple[list[int], list[int]]:
+def _chat_head(tok, messages: list[dict], first_segment: str, first_ids: list[int]) -> int:
+    """Tokens of the first message's role marker (e.g. "<|system|>\\n"), when they tokenize alone
+    as they do in place: a cut keeps them so the conversation still starts well-formed."""
+    content = messages[0]["content"]
+    at = first_segment.find(content) if content else -1
+    if at <= 0:
+        return 0
+    head = tok(first_segment[:at], add_special_tokens=False).input_ids
+    return len(head) if first_ids[:len(head)] == head else 0
+
+
+def tokenize_example(tok, fmt: str, row: dict) -> Tokenized:
     ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    labels = [IGNORE] * len(ids)
+    bos = len(ids)
+    labels = [IGNORE] * bos
     if fmt == "chat":
         segments = _chat_segments(tok, row["messages"])
     else:
         prompt, response = prompt_and_response(fmt, row)
         segments = [(prompt, fmt == "text"), (response, True)]
-    for text, learn in segments:
+    head = bos
+    for n, (text, learn) in enumerate(segments):
         piece = tok(text, add_special_tokens=False).input_ids if text else []
+        if n == 0 and fmt == "chat":
+            head += _chat_head(tok, row["messages"], text, piece)
         ids += piece
         labels += piece if learn else [IGNORE] * len(piece)
     if fmt != "chat" and tok.eos_token_id is not None:  # chat templates place their own end markers
         ids.append(tok.eos_token_id)
         labels.append(tok.eos_token_id)
-    return ids, labels
+    return Tokenized(ids, labels, bos, head)
+
+
+def tokenize_row(tok, fmt: str, row: dict) -> tuple[list[int], list[int]]:
+    example = tokenize_example(tok, fmt, row)
+    return example.ids, example.labels
+
+
+def fit(example: Tokenized, limit: int) -> tuple[Tokenized, int, int]:
+    """Cuts an example to `limit` tokens. Returns (example, prompt tokens cut, answer tokens cut)."""
+    ids, labels = example.ids, example.labels
+    excess = len(ids) - limit
+    if excess <= 0:
+        return example, 0, 0
+    first = example.first_learnt
+    keep = example.head if example.head + len(ids) - first <= limit else example.bos  # the marker yields first
+    prompt_cut = min(excess, max(0, first - keep))
+    ids = ids[:keep] + ids[keep + prompt_cut:]
+    labels = labels[:keep] + labels[keep + prompt_cut:]
+    tail = labels[limit:]  # what is still too long goes from the right: answer tokens
+    answer_cut = sum(label != IGNORE for label in tail)
+    return Tokenized(ids[:limit], labels[:limit], example.bos, min(keep, limit)), prompt_cut, answer_cut
 
 
 def encode(tok, fmt: str, rows: list[dict], max_seq_length: int,
-           report: TruncationReport | None) -> list[dict]:
+           report: DataReport | None) -> list[dict]:
+    return encode_tokenized([tokenize_example(tok, fmt, row) for row in rows], max_seq_length, report)
+
+
+def encode_tokenized(examples: list[Tokenized], max_seq_length: int, report: DataReport | None) -> list[dict]:
     out = []
-    for row in rows:
-        ids, labels = tokenize_row(tok, fmt, row)
+    for example in examples:
+        cut, prompt_cut, answer_cut = fit(example, max_seq_length)
+        kept = cut.answer_tokens > 0
         if report is not None:
             report.examples += 1
-            if len(ids) > max_seq_length:
-                report.truncated_examples += 1
-                report.tokens_cut += len(ids) - max_seq_length
-        ids, labels = ids[:max_seq_length], labels[:max_seq_length]
-        if all(label == IGNORE for label in labels):
-            if report is not None:
-                report.dropped_examples += 1
-            continue
-        out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+            report.truncated_examples += len(example.ids) > max_seq_length
+            report.tokens_cut += len(example.ids) - len(cut.ids)
+            report.prompt_cut_examples += prompt_cut > 0
+            report.answer_cut_examples += answer_cut > 0
+            report.dropped_examples += not kept
+        if kept:
+            out.append({"input_ids": cut.ids, "attention_mask": [1] * len(cut.ids), "labels": cut.labels})
     return out
+
+
+def _hold_out(rows: list[dict], fraction: float, source: str) -> tuple[list[dict], list[dict]]:
+    """(train, eval). A single row cannot be split: it serves as both, with a warning (not an
+    error: a one-row file is a smoke test more often than a mistake)."""
+    n_eval = max(1, int(len(rows) * fraction))
+    if len(rows) > n_eval:
+        return rows[n_eval:], rows[:n_eval]
+    log.warning("%s holds %d row(s), too few to hold any out: the eval rows are also train rows, so eval "
+                "metrics measure memorisation; add rows or set data.eval_path", source, len(rows))
+    return rows, rows[:n_eval]
 
 
 def load_rows(data_cfg) -> tuple[str, list[dict], list[dict]]:
@@ -93,8 +222,8 @@ def load_rows(data_cfg) -> tuple[str, list[dict], list[dict]]:
         return fmt, rows, eval_rows
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
-    n_eval = max(1, int(len(rows) * float(data_cfg.get("eval_fraction") or 0.1)))
-    return fmt, shuffled[n_eval:] or shuffled, shuffled[:n_eval]
+    train, held_out = _hold_out(shuffled, float(data_cfg.get("eval_fraction") or 0.1), str(data_cfg["path"]))
+    return fmt, train, held_out
 
 
 def _load_hub(data_cfg) -> tuple[str, list[dict], list[dict]]:
@@ -102,22 +231,77 @@ def _load_hub(data_cfg) -> tuple[str, list[dict], list[dict]]:
         import datasets
     except ImportError:
         raise ConfigError("data.hub_name", "a hub dataset needs `pip install datasets`") from None
-    from trainers.records import detect_format
-    ds = datasets.load_dataset(data_cfg["hub_name"], split=data_cfg.get("hub_split") or "train")
+    name = data_cfg["hub_name"]
+    ds = datasets.load_dataset(name, split=data_cfg.get("hub_split") or "train")
     rows = list(ds)
+    if not rows:
+        raise ConfigError("data.hub_name", f"{name}: the split holds no rows")
     fmt = data_cfg.get("format") or "auto"
     fmt = detect_format(rows[0]) if fmt == "auto" else fmt
-    n_eval = max(1, int(len(rows) * float(data_cfg.get("eval_fraction") or 0.05)))
-    return fmt, rows[n_eval:], rows[:n_eval]
+    if fmt is None:
+        raise ConfigError("data.format", f"{name}: cannot tell the format from fields {sorted(rows[0])}; "
+                          "accepted: alpaca, prompt_completion, chat, text")
+    rows = check_rows(fmt, list(enumerate(rows, start=1)), f"{name}[row]")
+    return (fmt, *_hold_out(rows, float(data_cfg.get("eval_fraction") or 0.05), name))
 
 
-def build_datasets(cfg, tok) -> tuple[list[dict], list[dict], TruncationReport, str]:
+def model_context_window(model_cfg) -> int | None:
+    name = str(model_cfg.get("name_or_path") or "")
+    if is_local_path(name):
+        return context_window(Path(name).expanduser())
+    try:  # a hub id: its config is cached by now, or fetched as the model will be
+        from transformers import AutoConfig
+        config = AutoConfig.from_pretrained(name, revision=model_cfg.get("revision"),
+                                            trust_remote_code=bool(model_cfg.get("trust_remote_code")))
+    except Exception:  # unknown here; loading the model reports it properly
+        return None
+    return getattr(config, "max_position_embeddings", None)
+
+
+def resolve_max_seq_length(setting, suggested: int, window: int | None) -> int:
+    """auto: the length that keeps 95% of examples whole, never past the context window."""
+    if setting != "auto":
+        return int(setting)
+    return min(suggested, window) if window else suggested
+
+
+def _check_kept(report: DataReport, train: list, evaluation: list) -> None:
+    """No answer token left in a split: training (or evaluating) would fail deep in the Trainer."""
+    if train and evaluation:
+        return
+    split = "training" if not train else "eval"
+    window = report.context_window
+    fits = ("unknown context window" if window is None else
+            f"fits the context window {window}" if report.suggested_max_seq_length <= window else
+            f"exceeds the context window {window}: shorten the prompts or the answers")
+    raise ConfigError("max_seq_length", f"{report.max_seq_length} leaves no {split} example with an answer "
+                      f"token; accepted: a longer max_seq_length: {report.suggested_max_seq_length} keeps 95% of "
+                      f"the examples whole ({fits})")
+
+
+def build_datasets(cfg, tok) -> tuple[list[dict], list[dict], DataReport, str]:
+    """Train and eval examples, and the report on them. Resolves max_seq_length=auto: the
+    report's max_seq_length is the value used."""
     if tok.chat_template is None:
         tok.chat_template = DEFAULT_CHAT_TEMPLATE
     fmt, train_rows, eval_rows = load_rows(cfg["data"])
     eval_rows = eval_rows[: int(cfg["data"].get("max_eval_examples") or len(eval_rows))]
-    seq = int(cfg["max_seq_length"])
-    report = TruncationReport(max_seq_length=seq)
-    train = encode(tok, fmt, train_rows, seq, report)
-    evaluation = encode(tok, fmt, eval_rows, seq, None)
+    train_tok = [tokenize_example(tok, fmt, row) for row in train_rows]
+    eval_tok = [tokenize_example(tok, fmt, row) for row in eval_rows]
+    every = train_tok + eval_tok
+    setting = cfg["max_seq_length"]
+    window = model_context_window(cfg["model"])
+    suggested = suggested_length(every)
+    report = DataReport(max_seq_length=resolve_max_seq_length(setting, suggested, window),
+                        max_seq_length_auto=setting == "auto", context_window=window,
+                        suggested_max_seq_length=suggested,
+                        prompt_tokens=_stats([len(e.ids) - e.answer_tokens for e in every]),
+                        answer_tokens=_stats([e.answer_tokens for e in every]))
+    train = encode_tokenized(train_tok, report.max_seq_length, report)
+    evaluation = encode_tokenized(eval_tok, report.max_seq_length, report)
+    report.train_examples, report.eval_examples = len(train), len(evaluation)
+    _check_kept(report, train, evaluation)
+    if len(train) < int(cfg["batch_size"]):
+        log.warning("data: %d train examples, fewer than one global batch (batch_size %s): every step "
+                    "repeats examples", len(train), cfg["batch_size"])
     return train, evaluation, report, fmt
