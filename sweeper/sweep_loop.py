@@ -175,7 +175,10 @@ class SweepLoop:
         """Bad input fails before the study exists: the base point fully, then every other value's
         hyperparameters (choices one axis at a time, interval ends). A value is set straight into
         the base config; only a config-group choice (scheduler=linear) needs Hydra to compose it."""
+        from trainers.lora_targets import check_targets  # torch-free: module names from safetensors headers
+
         validate(base)
+        check_targets(base)
         for name, dist in self.space.distributions.items():
             values = dist.choices if isinstance(dist, optuna.distributions.CategoricalDistribution) \
                 else [dist.low, dist.high]
@@ -190,6 +193,8 @@ class SweepLoop:
                         node = node.setdefault(part, {})
                     node[leaf] = value
                 check_hyperparameters(cfg)
+                if name.split(".")[0] in ("lora", "model"):
+                    check_targets(cfg)
 
     def _sampler_name(self) -> str:
         name = self.s.sampler

@@ -59,6 +59,9 @@ SINGLE = [
     (["data=local", "data.path={d}/nofields.jsonl"], "data.path"),
     (["data.format=xml"], "data.format"),
     (["lr=(1e-3"], "cannot parse"),
+    (["lr_sceduler=cosine"], "did you mean scheduler?"),        # Hydra's advice (+key) would be a trap
+    (["+lora_rank=64"], "did you mean lora.r?"),                # accepted and ignored before
+    (["hydra.sweeper.n_trails=4"], "did you mean hydra.sweeper.n_trials?"),
     (["--config-dir", "{d}/conf", "--config-name", "badcfg"], "lr"),
 ]
 SWEEP = [
@@ -73,6 +76,8 @@ SWEEP = [
     (["lr=1e-4,1e-3", f"hydra.sweeper.storage=postgresql://me:{SECRET}@127.0.0.1:9/db"], "hydra.sweeper.storage"),
     (["lr=1e-4,1e-3", f"hydra.sweeper.storage=mongodb://me:{SECRET}@127.0.0.1/db"], "hydra.sweeper.storage"),
     (["lr=1e-4,1e-3", "objective=eval_accuracy"], "objective"),  # the study minimises
+    (["lr=1e-4,1e-3", "lora.targets=[query,bogus]"], "lora.targets"),  # checked before any trial runs
+    (["lr_sceduler=cosine,linear"], "did you mean scheduler?"),
 ]
 
 
