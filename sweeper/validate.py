@@ -87,9 +87,11 @@ class _Problems:
     def raise_any(self) -> None:
         if not self.errors:
             return
+        from trainers.records import one_line  # torch-free module
+
         first, *rest = self.errors
         message = str(first).split(": ", 1)[1] if first.field else str(first)
-        raise ConfigError(first.field, "; ".join([message, *map(str, rest)]))
+        raise ConfigError(first.field, one_line("; ".join([message, *map(str, rest)])))
 
 
 LR_SCALINGS = ("none", "sqrt", "linear")

@@ -222,8 +222,20 @@ def check_rows(fmt: str, rows: list[tuple[int, object]], source: str) -> list[di
     return [_check_row(fmt, row, f"{source}:{lineno}") for lineno, row in rows]
 
 
+def one_line(text: str) -> str:
+    """Control characters escaped (a file name may hold a newline): an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def read_rows(path: str | Path, fmt: str = "auto") -> tuple[str, list[dict]]:
     """Reads and checks every row. Returns (format, rows)."""
+    try:
+        return _read_rows(path, fmt)
+    except ConfigError as err:
+        raise ConfigError(err.field, one_line(str(err).split(": ", 1)[1])) from None
+
+
+def _read_rows(path: str | Path, fmt: str) -> tuple[str, list[dict]]:
     if not isinstance(path, (str, Path)) or not str(path):
         raise ConfigError("data.path", f"{_kind(path)} is not accepted; accepted: a JSONL, JSON, CSV or Parquet file")
     path = Path(path)
