@@ -125,8 +125,9 @@ def _chat_segments(tok, messages: list[dict]) -> list[tuple[str, bool]]:
 def _chat_head(tok, messages: list[dict], first_segment: str, first_ids: list[int]) -> int:
     """Tokens of the first message's role marker (e.g. "<|system|>\\n"), when they tokenize alone
     as they do in place: a cut keeps them so the conversation still starts well-formed."""
-    content = messages[0]["content"]
-    at = first_segment.find(content) if content else -1
+    content, role = messages[0]["content"], messages[0]["role"]
+    after_role = first_segment.find(role) + len(role) if role in first_segment else 0  # content "s" is in "<|system|>"
+    at = first_segment.find(content, after_role) if content else -1
     if at <= 0:
         return 0
     head = tok(first_segment[:at], add_special_tokens=False).input_ids
