@@ -242,7 +242,7 @@ def _load_hub(data_cfg) -> tuple[str, list[dict], list[dict]]:
     if fmt is None:
         raise ConfigError("data.format", f"{name}: cannot tell the format from fields {sorted(rows[0])}; "
                           "accepted: alpaca, prompt_completion, chat, text")
-    rows = check_rows(fmt, list(enumerate(rows, start=1)), f"{name}[row]")
+    rows = check_rows(fmt, list(enumerate(rows, start=1)), name)  # errors read "hub_name:row"
     return (fmt, *_hold_out(rows, float(data_cfg.get("eval_fraction") or 0.05), name))
 
 
