@@ -242,7 +242,10 @@ def _load_hub(data_cfg) -> tuple[str, list[dict], list[dict]]:
     if fmt is None:
         raise ConfigError("data.format", f"{name}: cannot tell the format from fields {sorted(rows[0])}; "
                           "accepted: alpaca, prompt_completion, chat, text")
-    rows = check_rows(fmt, list(enumerate(rows, start=1)), name)  # errors read "hub_name:row"
+    try:
+        rows = check_rows(fmt, list(enumerate(rows, start=1)), name)  # errors read "hub_name:row"
+    except ConfigError as err:
+        raise ConfigError("data.hub_name", str(err).split(": ", 1)[1]) from None
     return (fmt, *_hold_out(rows, float(data_cfg.get("eval_fraction") or 0.05), name))
 
 
