@@ -25,6 +25,7 @@ def test_default_trial_from_the_cli(tmp_path):
     assert 0.0 <= result["eval_accuracy"] <= 1.0
     assert set(result["truncation"]) >= {"examples", "truncated_examples", "tokens_cut", "max_seq_length"}
     assert result["steps"] == 40 and result["tokens"] > 0 and result["tokens_per_second"] > 0
+    assert result["tokens_trained"] == result["tokens"]  # a fresh run trains every token it counts
     assert result["micro_batch_size"] * result["gradient_accumulation_steps"] == 16
     assert result["params"]["lora.alpha"] == 2 * result["params"]["lora.r"]
     steps = metric_steps(out)
@@ -63,6 +64,7 @@ def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     result = read_json(out / "result.json")
     assert result["state"] == "complete" and result["steps"] == 60
     assert result["resumed_from"] and int(result["resumed_from"].rsplit("-", 1)[1]) >= first
+    assert 0 < result["tokens_trained"] < result["tokens"]  # tokens/s counts what this process trained
     steps = metric_steps(out)
     assert steps == sorted(set(steps)), "a resumed trial logs each step once"
 

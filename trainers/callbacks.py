@@ -1,4 +1,4 @@
-"""Trainer callbacks: metrics.jsonl, the divergence guard, and Optuna pruning.
+"""Trainer callbacks: metrics.jsonl, the divergence guard, Optuna pruning, and the fit clock.
 
 They share one TrialOutcome so the recipe knows why training stopped.
 """
@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
+
+
+REFERENCE_LOGS = 3  # the divergence guard's reference: the worst of the first 3 train losses
 
 
 @dataclass
@@ -29,7 +33,8 @@ class MetricsFile(TrainerCallback):
 
     The Trainer logs train and eval metrics in separate calls at the same step;
     they are merged into one line. On resume, lines past the checkpoint's step
-    are dropped so a resumed trial never shows a step twice.
+    are dropped so a resumed trial never shows a step twice; a fresh start
+    (step 0) keeps none, so an earlier run's lines never mix in.
     """
 
     def __init__(self, path: Path):
@@ -41,7 +46,7 @@ class MetricsFile(TrainerCallback):
     def reload(self, upto_step: int) -> None:
         """Keeps the lines up to a resumed run's step (a kill may have torn the last one)."""
         kept = []
-        if self.path.exists():
+        if self.path.exists() and upto_step > 0:
             for line in self.path.read_text().splitlines():
                 try:
                     row = json.loads(line)
@@ -84,36 +89,52 @@ class MetricsFile(TrainerCallback):
             f.write(json.dumps(self.pending) + "\n")
         self.pending = None
 
-    def reference_loss(self) -> float | None:
-        """Where the loss started: the untrained model's eval loss (a whole eval set, so not at the
-        mercy of one easy batch), else the worst of the first three train losses."""
+    def reference_loss(self) -> tuple[float, list[int]] | None:
+        """Where the train loss started: the worst of the first REFERENCE_LOGS train losses (fewer
+        while fewer are logged, the one being logged included: single steps' losses vary several-fold
+        between batches, so no loss is judged before REFERENCE_LOGS are known), with their steps.
+        Train loss against train loss: an eval set can be much easier or harder than the training
+        rows. Recomputed from the rows, so a resumed run (rows reloaded from metrics.jsonl) keeps it."""
         if self._reference is not None:
             return self._reference
         rows = self.history + ([self.pending] if self.pending else [])
-        initial = next((r["eval_loss"] for r in rows if r["step"] == 0 and "eval_loss" in r), None)
-        first = [r["loss"] for r in rows if "loss" in r][:3]
-        if initial is not None or len(first) == 3:  # from here on it cannot change
-            self._reference = initial if initial is not None else max(first)
-            return self._reference
-        return max(first) if first else None
+        first = [(r["step"], r["loss"]) for r in rows if "loss" in r][:REFERENCE_LOGS]
+        if not first:
+            return None
+        reference = (max(loss for _, loss in first), [step for step, _ in first])
+        if len(first) == REFERENCE_LOGS:  # from here on it cannot change
+            self._reference = reference
+        return reference
+
+
+def _steps(steps: list[int]) -> str:
+    return f"step {steps[0]}" if len(steps) == 1 else f"max of steps {steps[0]}-{steps[-1]}"
 
 
 class DivergenceGuard(TrainerCallback):
-    """Stops at once on a NaN/inf loss, or a loss `factor` x above where it started."""
+    """Stops at once on a NaN/inf loss, or a train loss `factor` x above the first train losses.
+
+    The first REFERENCE_LOGS steps are always logged, whatever log_interval, so the reference is
+    the loss of the first steps, not an average that already holds many steps of a bad lr."""
 
     def __init__(self, outcome: TrialOutcome, metrics: MetricsFile, factor: float, min_steps: int):
         self.outcome, self.metrics, self.factor, self.min_steps = outcome, metrics, factor, min_steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step <= REFERENCE_LOGS:
+            control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
+        step = state.global_step
         start = self.metrics.reference_loss()
         if not math.isfinite(loss):
-            self.outcome.stop(control, "diverged", f"train loss became {loss} at step {state.global_step}")
-        elif start is not None and state.global_step >= self.min_steps and loss > self.factor * start:
-            self.outcome.stop(control, "diverged", f"train loss {loss:.3g} at step {state.global_step} is over "
-                              f"{self.factor:g}x its starting value {start:.3g}")
+            self.outcome.stop(control, "diverged", f"train loss became {loss} at step {step}")
+        elif start is not None and step >= self.min_steps and loss > self.factor * start[0]:
+            self.outcome.stop(control, "diverged", f"train loss {loss:.3g} at step {step} is over "
+                              f"{self.factor:g}x the first train losses ({_steps(start[1])}: {start[0]:.3g})")
         if self.outcome.state == "diverged":  # no evaluation or checkpoint of a diverged model
             control.should_evaluate = control.should_save = False
 
@@ -138,6 +159,45 @@ class PruningReporter(TrainerCallback):
             self.outcome.stop(control, "pruned", f"pruned at step {state.global_step}: "
                               f"{self.objective} {value:.4g} is worse than the study's pruner allows")
             control.should_save = True  # a pruned trial keeps its last checkpoint
+
+
+class FitClock(TrainerCallback):
+    """Training throughput of this process: tokens trained since this train() call began (a resumed
+    run's counter starts at the checkpoint's total) over its time, evaluations left out."""
+
+    def __init__(self):
+        self.tokens_at_start = self.tokens = 0
+        self.started = self.ended = 0.0
+        self.eval_seconds = 0.0
+        self.running = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.tokens_at_start = self.tokens = int(state.num_input_tokens_seen or 0)
+        self.started = self.ended = time.time()
+        self.eval_seconds = 0.0  # an out-of-memory retry starts its clock again
+        self.running = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.running:  # the final evaluation after training is outside the clock anyway
+            self.eval_seconds += float((metrics or {}).get("eval_runtime", 0.0))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.tokens, self.ended = int(state.num_input_tokens_seen or 0), time.time()
+        self.running = False
+
+    @property
+    def tokens_trained(self) -> int:
+        return self.tokens - self.tokens_at_start
+
+    @property
+    def fit_seconds(self) -> float:
+        return max(self.ended - self.started - self.eval_seconds, 0.0)
+
+    def tokens_per_second(self) -> float | None:
+        """None when this process trained nothing (it only evaluated a finished run)."""
+        if self.tokens_trained <= 0 or self.fit_seconds <= 0:
+            return None
+        return self.tokens_trained / self.fit_seconds
 
 
 class StepProgress(ProgressCallback):

@@ -4,7 +4,9 @@
 
 Everything the trial learns lands in trial_dir: TensorBoard events (tb/),
 metrics.jsonl, checkpoint-*/ and result.json. A trial directory that already
-holds a checkpoint resumes from the newest one.
+holds a checkpoint resumes from the newest one, if that checkpoint was made by
+the same config (each checkpoint holds its config's fingerprint); a checkpoint
+of another config is refused, never trained on nor deleted.
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set
 
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerState
 
+from sweeper.errors import ConfigError
 from sweeper.results_io import write_result
 from sweeper.validate import check_hyperparameters, check_model, effective_lr, lora_alpha
 from trainers.batch_size import find_micro_batch, free_memory, halve, is_out_of_memory
-from trainers.callbacks import DivergenceGuard, MetricsFile, PruningReporter, StepProgress, TrialOutcome
+from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, StepProgress, TrialOutcome
 from trainers.data import IGNORE, build_datasets
 from trainers.model import apply_lora, load_model, load_tokenizer, resolve_precision
 
@@ -96,6 +99,60 @@ def newest_complete_checkpoint(directory: Path) -> str | None:
     return None
 
 
+FINGERPRINT = "lr_sweeper_config.json"
+# Keys that do not change what is trained: bookkeeping, how often to log / evaluate / save, the guard,
+# the objective read from the evaluations, and the micro batch (accumulation keeps the global batch).
+NOT_TRAINING = ("trial", "sweep", "lr_find", "log_interval", "eval_interval", "save_interval", "divergence",
+                "objective", "micro_batch_size")
+
+
+def config_fingerprint(cfg) -> dict:
+    """The part of the config that decides the trained weights; a checkpoint resumes only under it."""
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NOT_TRAINING}, default=str))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _show(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_differences(there: dict, here: dict, shown: int = 3) -> str:
+    """'lr 0.001 there, 0.0003 here; ...' for the first `shown` keys that differ."""
+    a, b = _flat(there), _flat(here)
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "absent") != b.get(k, "absent"))
+    parts = [f"{k} {_show(a.get(k, 'absent'))} there, {_show(b.get(k, 'absent'))} here" for k in keys[:shown]]
+    return "; ".join(parts) + (f"; {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def check_resumable(checkpoint: str, cfg, owner: Path) -> None:
+    """Refuses (ConfigError, nothing deleted) a checkpoint that another config made, or one with no
+    fingerprint (an older lr-sweeper's): resuming it would record another model's loss under these
+    hyperparameters. `owner`: the trial directory the checkpoint belongs to, for the message."""
+    field = "hydra.run.dir" if (cfg.get("trial") or {}).get("number") is None else "sweep.name"
+    accepted = "accepted: the same config to resume it, or an empty directory (another hydra.run.dir / sweep.name)"
+    try:
+        there = json.loads((Path(checkpoint) / FINGERPRINT).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(field, f"trial dir {owner} holds {Path(checkpoint).name} with no config record (an older "
+                          f"lr-sweeper's, or not ours), so it may be another config's and is not resumed; "
+                          f"{accepted}") from None
+    here = config_fingerprint(cfg)
+    if there != here:
+        raise ConfigError(field, f"trial dir {owner} holds a checkpoint of another config "
+                          f"({config_differences(there, here)}); {accepted}")
+
+
 def _finished(checkpoint: str, max_steps: int) -> bool:
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     return int(state.get("global_step", 0)) >= max_steps
@@ -110,19 +167,30 @@ def _load_finished(trainer: Trainer, checkpoint: str, metrics: MetricsFile) -> N
     log.info("%s is the run's last step: evaluating it, no more training", checkpoint)
 
 
-def _adopt_checkpoint(trial_dir: Path, previous: str | None) -> None:
-    """A retried trial starts from the newest checkpoint of the trial it replaces."""
+def _adopt_checkpoint(trial_dir: Path, previous: str | None, cfg) -> None:
+    """A retried trial starts from the newest checkpoint of the trial it replaces (same config)."""
     if not previous or newest_complete_checkpoint(trial_dir):
         return
     src = Path(previous)
     last = newest_complete_checkpoint(src)
     if last is None:
         return
+    check_resumable(last, cfg, src)
     trial_dir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(last, trial_dir / Path(last).name, dirs_exist_ok=True)
     if (src / "metrics.jsonl").exists():
         shutil.copy(src / "metrics.jsonl", trial_dir / "metrics.jsonl")
     log.info("retry of %s: resuming from %s", src, last)
+
+
+def resume_point(trial_dir: Path, cfg) -> str | None:
+    """The checkpoint this trial goes on from (its own, or a retried trial's), checked to be this
+    config's; None: a fresh start."""
+    _adopt_checkpoint(trial_dir, (cfg.get("trial") or {}).get("resume_from"), cfg)
+    resume = newest_complete_checkpoint(trial_dir)
+    if resume:
+        check_resumable(resume, cfg, trial_dir)
+    return resume
 
 
 def training_arguments(cfg, trial_dir: Path, precision: str, max_steps: int, micro: int, accumulation: int,
@@ -155,6 +223,16 @@ class SweepTrainer(Trainer):
     on every micro step, which costs ~5% of a small model's step time."""
 
     _non_embedding_params: int | None = None
+    fingerprint: dict | None = None
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Writes the config fingerprint into the checkpoint before the Trainer does: its
+        trainer_state.json, written last, marks a checkpoint complete, so every complete one has it."""
+        if self.fingerprint is not None:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / FINGERPRINT).write_text(json.dumps({"config": self.fingerprint}, indent=1) + "\n")
+        super()._save_checkpoint(model, trial)
 
     def floating_point_ops(self, inputs) -> int:
         if self._non_embedding_params is None:
@@ -184,6 +262,8 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
     started = started or time.time()
     check_hyperparameters(cfg)  # the data files are checked as build_datasets reads them
     check_model(cfg)
+    resume = first_resume = resume_point(trial_dir, cfg)  # before the model loads: a refusal is cheap
+    fingerprint = config_fingerprint(cfg)  # of the config as given (auto values unresolved), as resumes compare it
     if os.environ.get("LR_SWEEPER_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["LR_SWEEPER_NUM_THREADS"]))
     set_seed(int(cfg["seed"]))
@@ -204,19 +284,19 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
         log.info("lr_scaling=%s: lr %g at batch %d -> %g", cfg["lr_scaling"], cfg["lr"], batch, lr)
     outcome = TrialOutcome()
     metrics = MetricsFile(trial_dir / "metrics.jsonl")
+    clock = FitClock()
     callbacks = [metrics,
                  DivergenceGuard(outcome, metrics, float(cfg["divergence"]["factor"]),
                                  int(cfg["divergence"]["min_steps"])),
-                 PruningReporter(outcome, reporter, cfg["objective"])]
+                 PruningReporter(outcome, reporter, cfg["objective"]), clock]
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(trial_dir / "tb")
-    _adopt_checkpoint(trial_dir, (cfg.get("trial") or {}).get("resume_from"))
-    resume = first_resume = newest_complete_checkpoint(trial_dir)
     oom_retry = None
     # fit: an out-of-memory error mid-run is retried once, with half the micro batch
     train_started = time.time()
     while True:
         trainer = build_trainer(cfg, trial_dir, model, tok, (train_set, eval_set), precision, max_steps, micro,
                                 not resume, callbacks)
+        trainer.fingerprint = fingerprint  # every checkpoint records it
         if resume:
             log.info("resuming from %s", resume)
         try:
@@ -248,7 +328,7 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
             f.write(json.dumps(row) + "\n")
         history.append(row)
     result = summarize(cfg, history, outcome, trainer, truncation, precision, micro, per_epoch,
-                       train_seconds, time.time() - started, first_resume)
+                       train_seconds, time.time() - started, first_resume, clock)
     result.update(effective_lr=lr, oom_retry=oom_retry)
     write_result(trial_dir, result)
     del trainer, model
@@ -269,15 +349,14 @@ def flat_params(cfg) -> dict:
 
 
 def summarize(cfg, history, outcome, trainer, truncation, precision, micro, per_epoch,
-              train_seconds, wall_seconds, resumed_from) -> dict:
+              train_seconds, wall_seconds, resumed_from, clock: FitClock) -> dict:
     accumulation = int(cfg["batch_size"]) // micro
     initial = next((r for r in history if "eval_loss" in r and r["step"] == 0), {})
     evals = [r for r in history if "eval_loss" in r and r["step"] > 0]
     losses = [r["loss"] for r in history if "loss" in r]
-    tokens = int(trainer.state.num_input_tokens_seen or 0)
-    # tokens/s is training throughput: the evaluations inside the run are not training
-    eval_seconds = sum(r.get("eval_runtime", 0.0) for r in history)
-    fit_seconds = max(train_seconds - eval_seconds, 1e-9)
+    tokens = int(trainer.state.num_input_tokens_seen or 0)  # the run's total, from step 0
+    # tokens/s: tokens this process trained over its training time (a resumed run counts from the checkpoint)
+    speed = clock.tokens_per_second()
     peak, peak_kind = _peak_memory_mb()
     best = min(evals, key=lambda r: r["eval_loss"]) if evals else {}
     final = evals[-1] if evals else {}
@@ -293,7 +372,8 @@ def summarize(cfg, history, outcome, trainer, truncation, precision, micro, per_
         "train_loss": losses[-1] if losses else None, "first_train_loss": losses[0] if losses else None,
         "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps, "steps_per_epoch": per_epoch,
         "tokens": tokens, "train_seconds": round(train_seconds, 3), "wall_seconds": round(wall_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3), "tokens_per_second": round(tokens / fit_seconds, 1),
+        "eval_seconds": round(clock.eval_seconds, 3), "fit_seconds": round(clock.fit_seconds, 4),
+        "tokens_trained": clock.tokens_trained, "tokens_per_second": None if speed is None else round(speed, 1),
         "peak_memory_mb": round(peak, 1), "peak_memory_kind": peak_kind,
         "precision": precision, "device": "cuda" if torch.cuda.is_available() else "cpu",
         "micro_batch_size": micro, "gradient_accumulation_steps": accumulation,
