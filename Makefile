@@ -19,12 +19,12 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import torch" || { echo "error: torch did not install (TORCH_SPEC=$(TORCH_SPEC))"; exit 1; }
-	$(PIP) install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -e ".[dev]" --config-settings editable_mode=compat 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import sweeper, trainers, optuna, hydra, peft, transformers, tensorboard" \
 		|| { echo "error: install incomplete"; exit 1; }
 	@touch $(STAMP)

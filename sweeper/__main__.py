@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeper.cli_checks import run_checked
 from sweeper.errors import ConfigError, exit_bad_input
-from sweeper.paths import register_resolvers
+from sweeper.paths import CONF_DIR, register_resolvers
 from sweeper.results_io import write_result
 from sweeper.validate import validate
 
@@ -28,7 +28,7 @@ def _fail(trial_dir: str, reason: str) -> None:
     write_result(trial_dir, {"state": "failed", "reason": reason})
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def run_trial(cfg: DictConfig) -> float | None:
     started = time.time()
     trial_dir = HydraConfig.get().runtime.output_dir

@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeper.cli_checks import run_checked
 from sweeper.errors import ConfigError, exit_bad_input
-from sweeper.paths import register_resolvers
+from sweeper.paths import CONF_DIR, register_resolvers
 
 register_resolvers()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def run(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages once installed
+# conf/ at the top of a checkout; inside the package (sweeper/conf) in an installed wheel
+CONF_DIR = next((d for d in (ROOT / "conf", ROOT / "sweeper" / "conf") if (d / "config.yaml").is_file()),
+                ROOT / "conf")
 EMBEDDED_DIR = ROOT / "trainers" / "embedded"
 
 
