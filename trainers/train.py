@@ -270,11 +270,10 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
     precision = resolve_precision(cfg["precision"])
     # setup
     tok = load_tokenizer(cfg["model"])
+    train_set, eval_set, truncation, fmt = build_datasets(cfg, tok)  # before the model: bad data fails fast
+    cfg = {**cfg, "max_seq_length": truncation.max_seq_length}  # auto resolved, for the model and the result
+    log.info("data (%s): %s", fmt, truncation.summary())
     model = apply_lora(load_model(cfg, precision), cfg)
-    train_set, eval_set, truncation, fmt = build_datasets(cfg, tok)
-    log.info("data: %d train / %d eval examples (%s); truncated to %d tokens: %d examples, %d tokens cut",
-             len(train_set), len(eval_set), fmt, truncation.max_seq_length,
-             truncation.truncated_examples, truncation.tokens_cut)
     max_steps, per_epoch = steps_plan(cfg, len(train_set))
     batch = int(cfg["batch_size"])
     micro = find_micro_batch(model, batch, int(cfg["max_seq_length"]), precision) \
