@@ -1,9 +1,10 @@
 """`python -m sweeper [overrides]` runs one trial; `-m` runs a sweep.
 
 The task function is the same either way: validate the composed config (no
-torch yet, so bad input fails fast), then hand it to trainers.train. In a sweep
-the trial reports to the study through a StudyReporter and writes result.json
-even when it fails, so the sweeper can tell the study why.
+torch yet, so bad input fails fast), then hand it to its trial backend
+(`trainer=hf` by default; sweeper/core/contract.py). In a sweep the trial
+reports to the study through a StudyReporter and writes result.json even when
+it fails, so the sweeper can tell the study why.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.cli_checks import run_checked
-from sweeper.errors import ConfigError, exit_bad_input
-from sweeper.paths import CONF_DIR, register_resolvers
-from sweeper.results_io import write_result
-from sweeper.validate import validate
+from sweeper.core.errors import ConfigError, exit_bad_input
+from sweeper.core.layout import CONF_DIR, register_resolvers
+from sweeper.core.record import write_result
+from sweeper.core.contract import load_backend, validate
 
 log = logging.getLogger("sweeper")
 register_resolvers()
@@ -35,14 +36,13 @@ def run_trial(cfg: DictConfig) -> float | None:
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     in_sweep = plain["trial"]["number"] is not None
     try:
-        validate(plain)
+        backend = load_backend(plain)
+        validate(plain, backend)
         reporter = None
         if in_sweep:
             from sweeper.reporter import StudyReporter
             reporter = StudyReporter.for_trial(plain, trial_dir)
-        from trainers.train import train  # the first torch import
-
-        result = train(plain, trial_dir, reporter, started=started)
+        result = backend.run(plain, trial_dir, reporter, started=started)
     except ConfigError as err:
         if not in_sweep:
             exit_bad_input(err)

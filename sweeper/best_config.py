@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from sweeper.redact import redact
-from sweeper.results_io import write_json_atomic, write_text_atomic
+from sweeper.core.record import write_json_atomic, write_text_atomic
 
 
 def best_config(trial_dir: Path) -> dict:

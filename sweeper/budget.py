@@ -18,7 +18,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from sweeper.study import REPEAT_OF, REPEAT_SEED, SLOT, SPACE, counts_toward_budget
 from sweeper.sweep_dir import check_same_space
 

@@ -16,9 +16,9 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
-GROUPS = ("model", "data", "scheduler", "lora")
+GROUPS = ("model", "data", "scheduler", "lora", "trainer")
 _FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
                      "--cfg", "-c", "--package", "-p", "--info", "--experimental-rerun"}
 
@@ -133,8 +133,8 @@ def run_checked(app) -> None:
     """Runs a Hydra app after checking its command line, turning bad input into one line + exit 2."""
     import sys
 
-    from sweeper.errors import exit_bad_input
-    from sweeper.paths import CONF_DIR
+    from sweeper.core.errors import exit_bad_input
+    from sweeper.core.layout import CONF_DIR
 
     try:
         check_argv(sys.argv[1:], CONF_DIR)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from sweeper.results_io import read_metrics, read_result, write_text_atomic
+from sweeper.core.record import read_metrics, read_result, write_text_atomic
 
 log = logging.getLogger("sweeper")
 

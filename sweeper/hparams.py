@@ -18,7 +18,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.hparams import summary_v2 as hp  # TF-free, unlike hparams.summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from sweeper.results_io import read_result
+from sweeper.core.record import read_result
 
 SUFFIX = ".lrsweeper-hparams"
 FINAL_METRICS = ("eval_loss", "best_eval_loss", "eval_accuracy", "train_loss", "tokens_per_second",

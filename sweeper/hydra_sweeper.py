@@ -9,7 +9,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from sweeper.errors import ConfigError, exit_bad_input
+from sweeper.core.errors import ConfigError, exit_bad_input
 
 
 @dataclass

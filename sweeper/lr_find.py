@@ -13,8 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.cli_checks import run_checked
-from sweeper.errors import ConfigError, exit_bad_input
-from sweeper.paths import CONF_DIR, register_resolvers
+from sweeper.core.contract import load_backend, validate
+from sweeper.core.errors import ConfigError, exit_bad_input
+from sweeper.core.layout import CONF_DIR, register_resolvers
 
 register_resolvers()
 
@@ -24,9 +25,9 @@ def run(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     try:
-        from trainers.lr_finder import lr_range_test  # the first torch import
-
-        found = lr_range_test(plain, run_dir)
+        backend = load_backend(plain)
+        validate(plain, backend)
+        found = backend.find_lr(plain, run_dir)
     except ConfigError as err:
         exit_bad_input(err)
     except ValueError as err:

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sweeper.results_io import read_metrics  # noqa: E402
+from sweeper.core.record import read_metrics  # noqa: E402
 
 STYLE = {"complete": "-", "pruned": "--", "diverged": ":", "failed": "-.", "running": "-"}
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from sweeper.collect import refresh, sweep_info, to_markdown
-from sweeper.errors import ConfigError, exit_bad_input
+from sweeper.core.errors import ConfigError, exit_bad_input
 
 
 def main(argv: list[str] | None = None) -> None:

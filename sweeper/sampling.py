@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 SAMPLERS = ("auto", "tpe", "random", "grid", "cmaes", "qmc", "gp")
 

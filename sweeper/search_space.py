@@ -21,7 +21,7 @@ from hydra.errors import HydraException
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 
 @dataclass

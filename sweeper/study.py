@@ -15,7 +15,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from sweeper.redact import redact
 
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optuna.distributions import BaseDistribution, distribution_to_json
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 SWEEP_INFO = "sweep.json"
 MIN_FREE_MB = 50  # a study.db, a few checkpoints and the table; a real model needs far more

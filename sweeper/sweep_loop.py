@@ -32,15 +32,16 @@ from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.cli_checks import GROUPS
 from sweeper.collect import refresh
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from sweeper.executors import BASIC_LAUNCHER, LauncherExecutor, PoolExecutor, trial_command, visible_gpus
 from sweeper.progress import Progress
 from sweeper.redact import redact
-from sweeper.results_io import read_result, write_json_atomic, write_result
+from sweeper.core.record import read_result, write_json_atomic, write_result
 from sweeper.sampling import SAMPLERS, finished_twin, make_sampler
 from sweeper.study import (DUPLICATE_OF, REASON, REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, USER_STATE,
                            default_storage_url, has_heartbeat, is_journal, lock_journal, make_storage, pruner_spec)
-from sweeper.validate import OBJECTIVES, SECOND_OBJECTIVES, check_hyperparameters, validate
+from sweeper.core.contract import load_backend, validate
+from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
 
 log = logging.getLogger("sweeper")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -175,10 +176,8 @@ class SweepLoop:
         """Bad input fails before the study exists: the base point fully, then every other value's
         hyperparameters (choices one axis at a time, interval ends). A value is set straight into
         the base config; only a config-group choice (scheduler=linear) needs Hydra to compose it."""
-        from trainers.lora_targets import check_targets  # torch-free: module names from safetensors headers
-
-        validate(base)
-        check_targets(base)
+        backend = load_backend(base)
+        validate(base, backend)
         for name, dist in self.space.distributions.items():
             values = dist.choices if isinstance(dist, optuna.distributions.CategoricalDistribution) \
                 else [dist.low, dist.high]
@@ -192,9 +191,7 @@ class SweepLoop:
                     for part in parents:
                         node = node.setdefault(part, {})
                     node[leaf] = value
-                check_hyperparameters(cfg)
-                if name.split(".")[0] in ("lora", "model"):
-                    check_targets(cfg)
+                validate(cfg, backend, read_data=False)
 
     def _sampler_name(self) -> str:
         name = self.s.sampler

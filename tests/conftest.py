@@ -78,7 +78,7 @@ def compose(overrides: list[str]) -> dict:
     from hydra import compose as hydra_compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from sweeper.paths import CONF_DIR, register_resolvers
+    from sweeper.core.layout import CONF_DIR, register_resolvers
 
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
@@ -92,5 +92,5 @@ def read_json(path: Path) -> dict:
 
 
 def metric_steps(trial_dir: Path) -> list[int]:
-    from sweeper.results_io import read_metrics
+    from sweeper.core.record import read_metrics
     return [r["step"] for r in read_metrics(trial_dir)]

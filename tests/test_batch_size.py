@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import FAST, compose
-from sweeper.errors import ConfigError
-from sweeper.validate import effective_lr
+from sweeper.core.errors import ConfigError
+from sweeper.core.rules import effective_lr
 from trainers.batch_size import candidates, find_micro_batch, halve
 
 

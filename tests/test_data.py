@@ -4,7 +4,7 @@ import json
 import pytest
 from conftest import EMBEDDED_MODEL
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from trainers.data import IGNORE, TruncationReport, encode, tokenize_row
 from trainers.records import read_rows
 

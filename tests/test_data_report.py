@@ -6,7 +6,7 @@ import logging
 import pytest
 from conftest import EMBEDDED_MODEL, compose, read_json, run_cli
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from trainers.data import IGNORE, build_datasets
 
 WINDOW = 256  # the embedded model's max_position_embeddings

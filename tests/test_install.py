@@ -37,7 +37,7 @@ def test_a_wheel_installed_in_a_fresh_venv_sweeps_outside_the_checkout(tmp_path)
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", LR_SWEEPER_QUIET="1")
-    where = run([str(py), "-c", "import sweeper.paths as p; print(p.CONF_DIR)"], cwd=work, env=env).stdout
+    where = run([str(py), "-c", "import sweeper.core.layout as p; print(p.CONF_DIR)"], cwd=work, env=env).stdout
     assert str(site) in where and str(ROOT) not in where
     run([str(py), "-m", "sweeper", "-m", "lr=1e-4,1e-3", "max_steps=10"], cwd=work, env=env)
     [sweep] = (work / "results").iterdir()

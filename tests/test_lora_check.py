@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import EMBEDDED_MODEL, ROOT
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 TARGET_LISTS = [["query", "key", "value"], ["mlp"], ["projection", "head"], ["query", "mlp", "head"],
                 ["q_proj"], ["c_attn"], ["c_fc", "c_proj"], ["query_key_value"], ["down_proj"], ["all-linear"],

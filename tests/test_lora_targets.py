@@ -1,7 +1,7 @@
 """Abstract LoRA targets per architecture (trainers/lora_targets.py)."""
 import pytest
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 
 def load(path):

@@ -1,5 +1,5 @@
 """Generated bad input: the only outcomes are success or a one-line ConfigError, never another
-exception. Config keys go through sweeper.validate.validate; data files through read_rows."""
+exception. Config keys go through sweeper.core.contract.validate; data files through read_rows."""
 import copy
 import csv
 import io
@@ -14,8 +14,8 @@ from conftest import compose, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweeper.errors import ConfigError
-from sweeper.validate import validate
+from sweeper.core.errors import ConfigError
+from sweeper.core.contract import validate
 from trainers.records import FORMATS, read_rows
 
 def fast(examples: int) -> settings:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from trainers.records import detect_format, prompt_and_response, read_rows
 
 

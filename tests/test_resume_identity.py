@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, compose, read_json, run_cli
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 from sweeper.search_space import default_sweep_name, integer_axes, parse
 
 

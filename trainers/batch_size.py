@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

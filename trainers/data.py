@@ -17,8 +17,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sweeper.errors import ConfigError
-from sweeper.validate import context_window, is_local_path
+from sweeper.core.errors import ConfigError
+from trainers.hf_checks import context_window, is_local_path
 from trainers.records import DEFAULT_CHAT_TEMPLATE, check_rows, detect_format, prompt_and_response, read_rows
 
 IGNORE = -100

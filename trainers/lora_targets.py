@@ -18,8 +18,8 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
-from sweeper.errors import ConfigError
-from sweeper.validate import LORA_ABSTRACT_TARGETS
+from sweeper.core.errors import ConfigError
+from sweeper.core.rules import LORA_ABSTRACT_TARGETS
 
 _LLAMA_LIKE = {"query": r"q_proj", "key": r"k_proj", "value": r"v_proj", "projection": r"o_proj",
                "mlp": r"(gate_proj|up_proj|down_proj)", "head": r"lm_head"}
@@ -112,7 +112,9 @@ def check_targets(cfg: Mapping) -> None:
     module names from a local model directory's config.json and safetensors headers. A hub id, a
     directory without safetensors, or no adapter (lora.r null): nothing to read, so it returns
     (the model load checks those)."""
-    lora = cfg.get("lora") or {}
+    lora = cfg.get("lora")
+    if not isinstance(lora, Mapping):
+        return  # the core rules report a lora that is not a group
     targets = lora.get("targets") or []
     targets = [targets] if isinstance(targets, str) else list(targets)
     if lora.get("r") is None or not targets or targets == ["all-linear"]:

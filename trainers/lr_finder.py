@@ -20,7 +20,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from sweeper.validate import validate
+from sweeper.core.contract import validate
 from trainers.data import IGNORE, build_datasets
 from trainers.model import apply_lora, load_model, load_tokenizer, resolve_precision
 

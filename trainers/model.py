@@ -11,8 +11,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sweeper.errors import ConfigError
-from sweeper.validate import lora_alpha
+from sweeper.core.errors import ConfigError
+from sweeper.core.rules import lora_alpha
 from trainers.lora_targets import fan_in_fan_out, resolve_targets
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import io
 import json
 from pathlib import Path
 
-from sweeper.errors import ConfigError
+from sweeper.core.errors import ConfigError
 
 FORMATS = ("alpaca", "prompt_completion", "chat", "text")
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")

@@ -26,9 +26,10 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set
 
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerState
 
-from sweeper.errors import ConfigError
-from sweeper.results_io import write_result
-from sweeper.validate import check_hyperparameters, check_model, effective_lr, lora_alpha
+from sweeper.core.errors import ConfigError
+from sweeper.core.record import write_result
+from sweeper.core.rules import check_hyperparameters, effective_lr, lora_alpha
+from trainers.hf_checks import check_model
 from trainers.batch_size import find_micro_batch, free_memory, halve, is_out_of_memory
 from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, StepProgress, TrialOutcome
 from trainers.data import IGNORE, build_datasets

@@ -1,11 +1,12 @@
-"""The guides' rules, one validation step (sweeper/validate.py), no torch."""
+"""The guides' rules, one validation step (sweeper/core/rules.py), no torch."""
 import copy
 import math
 
 import pytest
 
-from sweeper.errors import ConfigError
-from sweeper.validate import check_hyperparameters, check_model, gradient_accumulation_steps, lora_alpha
+from sweeper.core.errors import ConfigError
+from sweeper.core.rules import check_hyperparameters, derive, lora_alpha
+from trainers.hf_checks import check_model
 
 BASE = {"lr": 3e-4, "batch_size": 16, "micro_batch_size": 4, "max_steps": 40, "epochs": 1,
         "max_seq_length": 128, "eval_interval": 10, "save_interval": 20, "precision": "auto", "seed": 1,
@@ -28,7 +29,7 @@ def with_(**changes):
 
 def test_base_config_passes_and_derives_accumulation_and_alpha():
     check_hyperparameters(BASE)
-    assert gradient_accumulation_steps(BASE) == 4
+    assert derive(BASE).gradient_accumulation_steps == 4
     assert lora_alpha(BASE) == 16.0  # alpha = 2r
     assert lora_alpha(with_(lora__alpha=4)) == 4.0
 

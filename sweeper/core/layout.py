@@ -1,0 +1,68 @@
+"""Names defined once: where the project's files live, where a trial's files go, the
+environment variables a trial reads, and the keys the sweeper stores on a study.
+
+conf/model/tiny.yaml says `${lr_sweeper.embedded:tiny-llama}` rather than an
+absolute path, so configs (best.yaml included) stay valid on any checkout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages once installed
+# conf/ at the top of a checkout; inside the package (sweeper/conf) in an installed wheel
+CONF_DIR = next((d for d in (ROOT / "conf", ROOT / "sweeper" / "conf") if (d / "config.yaml").is_file()),
+                ROOT / "conf")
+EMBEDDED_DIR = ROOT / "trainers" / "embedded"
+
+
+BUNDLED_TRAIN = EMBEDDED_DIR / "tasks" / "train.jsonl"
+
+
+def bundled_eval(train_path: str) -> str | None:
+    """The bundled eval split, but only while data.path is the bundled train split: a user's
+    data.path=FILE then holds out its own eval rows instead of borrowing ours."""
+    return str(EMBEDDED_DIR / "tasks" / "eval.jsonl") if Path(str(train_path)) == BUNDLED_TRAIN else None
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("lr_sweeper.embedded"):
+        OmegaConf.register_new_resolver("lr_sweeper.embedded", lambda rel: str(EMBEDDED_DIR / rel))
+        OmegaConf.register_new_resolver("lr_sweeper.bundled_eval", bundled_eval)
+
+
+# ----- the sweep directory ------------------------------------------------------------------------
+SWEEP_INFO = "sweep.json"             # the sweep's settings; its "study" owns the directory
+DEFAULT_TRIAL_SUBDIR = "trials/${trial.number}"  # conf/config.yaml's hydra.sweep.subdir
+
+
+def trial_dir(sweep_dir: str | Path, number: int, subdir: str = DEFAULT_TRIAL_SUBDIR) -> Path:
+    """A trial's directory from Hydra's own hydra.sweep.subdir template (resolved for this trial)."""
+    resolved = OmegaConf.create({"trial": {"number": number}, "subdir": subdir}).subdir
+    return Path(sweep_dir) / str(resolved)
+
+
+def trial_dirs(sweep_dir: str | Path, subdir: str = DEFAULT_TRIAL_SUBDIR) -> list[Path]:
+    """Every trial directory of a sweep, in trial-number order."""
+    parent = trial_dir(sweep_dir, 0, subdir).parent
+    found = [p for p in parent.glob("*") if p.is_dir() and p.name.isdigit()] if parent.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name))
+
+
+# ----- what a trial reads from its environment -------------------------------------------------------
+STORAGE_ENV = "LR_SWEEPER_STORAGE"    # the study's storage URL, never written into any config
+QUIET_ENV = "LR_SWEEPER_QUIET"        # "1": no progress bars (pool slots, tests)
+THREADS_ENV = "LR_SWEEPER_NUM_THREADS"  # CPU threads for a trial sharing the machine with others
+
+# ----- what the sweeper stores on a study and its trials ---------------------------------------------
+USER_STATE = "lr_sweeper.state"       # set on every trial the sweeper told: complete/pruned/diverged/failed/duplicate
+SLOT = "lr_sweeper.slot"              # set on trials the sweeper enqueued (the n_trials budget)
+SURPLUS = "lr_sweeper.surplus"        # a trial asked after another sweeper took the last slot
+REASON = "lr_sweeper.reason"
+REPEAT_OF, REPEAT_SEED = "lr_sweeper.repeat_of", "lr_sweeper.repeat_seed"  # a seed repeat of trial N, its seed
+DUPLICATE_OF = "lr_sweeper.duplicate_of"  # drew exactly a finished trial's config: its result was reused
+SPACE = "lr_sweeper.space"            # study: the search space it was made with
+PRUNER = "lr_sweeper.pruner"          # study: the pruner's settings, so any trial process rebuilds it
+OBJECTIVE = "lr_sweeper.objective"    # study: the objective's name
+BUDGET_READY = "lr_sweeper.budget_ready"  # study: its budget is enqueued (other sweepers wait for it)

@@ -1,0 +1,227 @@
+"""The guides' rules for a trial config, whatever the backend, and the values derived from them.
+
+Pure Python (no torch): the sweeper runs it before creating a study, and every
+trial runs it again before it starts. Each violation is a ConfigError that names
+the field and what is accepted; every problem of a config is reported at once.
+What only a backend can check (its model directory, data files, LoRA modules)
+is that backend's validate().
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from sweeper.core.errors import ConfigError, Problems
+
+SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine",
+              "cosine_with_min_lr", "warmup_stable_decay")
+PRECISIONS = ("auto", "bf16-true", "bf16-mixed", "16-mixed", "32-true")
+OBJECTIVES = {"eval_loss": "minimize", "eval_accuracy": "maximize"}
+SECOND_OBJECTIVES = {"tokens_per_second": "maximize", "peak_memory_mb": "minimize"}
+LORA_ABSTRACT_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
+
+
+def number(cfg: Mapping, key: str, accepted: str, *, integer: bool = False) -> float:
+    """A finite number (an integer if asked); booleans are not numbers here, though Python says so."""
+    value = get_dotted(cfg, key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(float(value)) and (not integer or float(value).is_integer())
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise ConfigError(key, f"{show(value)} is not accepted; accepted: {accepted}")
+    return int(value) if integer else float(value)
+
+
+def show(value: Any) -> str:
+    """A value as an error shows it: short, and on one line."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def get_dotted(cfg: Mapping, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def positive_int(cfg: Mapping, key: str) -> int:
+    value = number(cfg, key, "an integer >= 1", integer=True)
+    if value < 1:
+        raise ConfigError(key, f"{value} is not accepted; accepted: an integer >= 1")
+    return value
+
+
+def at_least(cfg: Mapping, key: str, low: float, accepted: str, *, integer: bool = False,
+              strict: bool = False) -> float:
+    """A finite number >= low (> low when strict)."""
+    value = number(cfg, key, accepted, integer=integer)
+    if value < low or (strict and value == low):
+        raise ConfigError(key, f"{value} is not accepted; accepted: {accepted}")
+    return value
+
+
+def choice(cfg: Mapping, key: str, accepted) -> str:
+    value = get_dotted(cfg, key)
+    if not isinstance(value, str) or value not in accepted:
+        raise ConfigError(key, f"{show(value)} is not accepted; accepted: {', '.join(accepted)}")
+    return value
+
+
+LR_SCALINGS = ("none", "sqrt", "linear")
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Values every backend needs, computed once from a checked config."""
+    effective_lr: float
+    lora_alpha: float | None                   # None: a full fine-tune
+    gradient_accumulation_steps: int | None    # None while micro_batch_size is auto
+
+
+def derive(cfg: Mapping) -> Derived:
+    micro = cfg.get("micro_batch_size")
+    accumulation = int(cfg["batch_size"]) // int(micro) if micro != "auto" else None
+    return Derived(effective_lr(cfg), lora_alpha(cfg) if get_dotted(cfg, "lora.r") is not None else None, accumulation)
+
+
+def effective_lr(cfg: Mapping) -> float:
+    """The lr the optimizer gets. lr_scaling couples it to the global batch: sqrt (the usual rule
+    for Adam) or linear in batch_size / lr_reference_batch; none leaves lr as it is."""
+    scaling = cfg.get("lr_scaling") or "none"
+    ratio = int(cfg["batch_size"]) / int(cfg.get("lr_reference_batch") or cfg["batch_size"])
+    return float(cfg["lr"]) * {"none": 1.0, "sqrt": math.sqrt(ratio), "linear": ratio}[scaling]
+
+
+def lora_alpha(cfg: Mapping) -> float:
+    """The guide's rule of thumb: alpha = 2 x r unless set."""
+    alpha = get_dotted(cfg, "lora.alpha")
+    return float(alpha) if alpha is not None else 2.0 * int(get_dotted(cfg, "lora.r"))
+
+
+MAX_STEPS_ACCEPTED = "an integer >= 1, or -1 to train for `epochs`"
+MAX_SEED = 2**32 - 1  # numpy's seed range, which transformers' set_seed uses
+
+
+def check_hyperparameters(cfg: Mapping) -> None:
+    """Everything that needs no file: numbers, names and the rules between them. Reports every
+    problem at once: one ConfigError, the messages joined with "; "."""
+    p = Problems()
+    p.check(_check_lr, cfg)
+    batch = p.check(positive_int, cfg, "batch_size")
+    p.check(choice, cfg, "lr_scaling", LR_SCALINGS) if cfg.get("lr_scaling") is not None else None
+    if cfg.get("lr_reference_batch") is not None:
+        p.check(positive_int, cfg, "lr_reference_batch")
+    micro = batch if cfg.get("micro_batch_size") == "auto" else p.check(positive_int, cfg, "micro_batch_size")
+    if batch and micro and batch % micro:
+        p.errors.append(ConfigError("batch_size", f"global batch {batch} is not a multiple of micro_batch_size "
+                                    f"{micro}; accepted: a multiple of {micro} (global batch = micro batch x "
+                                    "gradient accumulation)"))
+    max_steps = p.check(_check_max_steps, cfg)
+    p.check(at_least, cfg, "epochs", 0, "a number > 0 (used when max_steps is -1)", strict=True)
+    p.check(_check_max_seq_length, cfg)
+    if cfg.get("log_interval") is not None:
+        p.check(positive_int, cfg, "log_interval")
+    p.check(_check_intervals, cfg)
+    p.check(choice, cfg, "precision", PRECISIONS)
+    p.check(choice, cfg, "objective", tuple(OBJECTIVES))
+    p.check(_check_seed, cfg)
+    p.check(at_least, cfg, "weight_decay", 0, "a finite number >= 0")
+    p.check(at_least, cfg, "max_grad_norm", 0, "a finite number >= 0 (0 turns clipping off)")
+    p.check(at_least, cfg, "divergence.factor", 1, "a number > 1", strict=True)
+    p.check(at_least, cfg, "divergence.min_steps", 0, "an integer >= 0", integer=True)
+    p.check(_check_lr_find, cfg)
+    p.check(_check_scheduler, cfg, max_steps)
+    p.check(_check_lora, cfg)
+    p.raise_any()
+
+
+def _check_lr(cfg: Mapping) -> None:
+    if cfg.get("lr") == "auto":
+        raise ConfigError("lr", "'auto' runs the LR range test before a sweep (-m); for one run, "
+                          "`python -m sweeper.lr_find` suggests a value; accepted: a finite number > 0")
+    at_least(cfg, "lr", 0, "a finite number > 0, e.g. 3e-4 (or auto in a sweep)", strict=True)
+
+
+def _check_max_steps(cfg: Mapping) -> int:
+    """-1 is the one value meaning "train for epochs" (LitGPT's convention); 0 and other
+    negatives are refused, as they used to mean one epoch silently."""
+    steps = number(cfg, "max_steps", MAX_STEPS_ACCEPTED, integer=True)
+    if steps < 1 and steps != -1:
+        raise ConfigError("max_steps", f"{steps} is not accepted; accepted: {MAX_STEPS_ACCEPTED}")
+    return steps
+
+
+def _check_max_seq_length(cfg: Mapping) -> None:
+    if cfg.get("max_seq_length") == "auto":
+        return  # resolved from the data (95% of examples whole, within the context window)
+    accepted = "an integer >= 8, or auto (the length that keeps 95% of the examples whole)"
+    at_least(cfg, "max_seq_length", 8, accepted, integer=True)
+
+
+def _check_intervals(cfg: Mapping) -> None:
+    eval_every = positive_int(cfg, "eval_interval")
+    save_every = positive_int(cfg, "save_interval")
+    if save_every % eval_every:
+        raise ConfigError("eval_interval", f"{eval_every} does not divide save_interval {save_every}; "
+                          "accepted: a factor of save_interval, so every checkpoint has been evaluated")
+
+
+def _check_seed(cfg: Mapping) -> None:
+    accepted = f"an integer from 0 to {MAX_SEED}"
+    seed = at_least(cfg, "seed", 0, accepted, integer=True)
+    if seed > MAX_SEED:
+        raise ConfigError("seed", f"{seed} is not accepted; accepted: {accepted}")
+
+
+def _check_lr_find(cfg: Mapping) -> None:
+    """The range test's settings; a plain trial carries them too, so a typo shows before any run."""
+    settings = cfg.get("lr_find")
+    if settings is None:
+        return
+    if not isinstance(settings, Mapping):
+        raise ConfigError("lr_find", f"{show(settings)} is not accepted; accepted: min_lr, max_lr and steps")
+    low = at_least(cfg, "lr_find.min_lr", 0, "a finite number > 0", strict=True)
+    high = at_least(cfg, "lr_find.max_lr", 0, "a finite number > 0", strict=True)
+    if low >= high:
+        raise ConfigError("lr_find.min_lr", f"{low} is not below lr_find.max_lr {high}; accepted: min_lr < max_lr")
+    at_least(cfg, "lr_find.steps", 10, "an integer >= 10 (the suggestion needs 10 points)", integer=True)
+
+
+def _check_scheduler(cfg: Mapping, max_steps: int | None) -> None:
+    name = get_dotted(cfg, "scheduler.name")
+    if not isinstance(name, str) or name not in SCHEDULERS:
+        raise ConfigError("scheduler", f"{show(name)} is not accepted; accepted: {', '.join(SCHEDULERS)}")
+    accepted = "steps (an integer >= 0) or a ratio of the run (0 <= x < 1)"
+    warmup = number(cfg, "scheduler.warmup", accepted)
+    if warmup < 0 or (warmup >= 1 and not warmup.is_integer()):
+        raise ConfigError("scheduler.warmup", f"{warmup} is not accepted; accepted: {accepted}")
+    if warmup >= 1 and max_steps is not None and max_steps > 0 and warmup >= max_steps:
+        raise ConfigError("scheduler.warmup", f"{int(warmup)} warmup steps is not shorter than "
+                          f"max_steps {max_steps}; accepted: fewer steps than the run, or a ratio < 1")
+
+
+def _check_lora(cfg: Mapping) -> None:
+    lora = cfg.get("lora")
+    if lora is not None and not isinstance(lora, Mapping):
+        raise ConfigError("lora", f"{show(lora)} is not accepted; accepted: a lora group (r, alpha, dropout, targets)")
+    if get_dotted(cfg, "lora.r") is None:
+        return  # full fine-tune
+    r = positive_int(cfg, "lora.r")
+    alpha = get_dotted(cfg, "lora.alpha")
+    if alpha is not None:
+        at_least(cfg, "lora.alpha", 0, f"a number > 0 (default 2 x r = {2 * r})", strict=True)
+    dropout = number(cfg, "lora.dropout", "a number in [0, 1)")
+    if not 0 <= dropout < 1:
+        raise ConfigError("lora.dropout", f"{dropout} is not accepted; accepted: a number in [0, 1)")
+    targets = get_dotted(cfg, "lora.targets")
+    if isinstance(targets, str):
+        targets = [targets]
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ConfigError("lora.targets", f"{show(targets)} is not accepted; accepted: a list of "
+                          f"{', '.join(LORA_ABSTRACT_TARGETS)}, raw module names, or all-linear")
+
+

@@ -1,0 +1,31 @@
+"""The hf backend: transformers Trainer + peft LoRA, in the sweeper's process or a slot's.
+
+Importing this module imports no torch: validation reads config.json, safetensors
+headers and data files only; run() and find_lr() import the training code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from sweeper.core.contract import Reporter
+from sweeper.core.errors import ConfigError
+from trainers import hf_checks
+
+
+class HFBackend:
+    name = "hf"
+
+    def problems(self, cfg: Mapping, read_data: bool = True) -> list[ConfigError]:
+        return hf_checks.problems(cfg, read_data)
+
+    def run(self, cfg: Mapping, trial_dir: Path, reporter: Reporter | None = None,
+            started: float | None = None) -> dict:
+        from trainers.train import train  # the first torch import
+
+        return train(dict(cfg), trial_dir, reporter, started=started)
+
+    def find_lr(self, cfg: Mapping, out_dir: Path) -> dict:
+        from trainers.lr_finder import lr_range_test
+
+        return lr_range_test(dict(cfg), out_dir)

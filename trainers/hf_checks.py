@@ -1,0 +1,89 @@
+"""What only the hf backend can check, without torch: its model directory, data files and
+LoRA modules. The sweeper reaches these through HFBackend.validate, before any trial runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from sweeper.core.errors import ConfigError, Problems
+from sweeper.core.rules import at_least, choice, get_dotted, number, show
+from trainers.lora_targets import check_targets
+from trainers.records import FORMATS, read_rows
+
+
+def is_local_path(name: str) -> bool:
+    """A hub id is 'org/name' or 'name'; anything that exists or looks like a path is local."""
+    p = Path(name).expanduser()
+    return p.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def context_window(model_dir: Path) -> int | None:
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
+def _check_data_settings(cfg: Mapping) -> None:
+    """The data group's numbers and names; the files themselves are check_data's."""
+    if get_dotted(cfg, "data.format") is not None:
+        choice(cfg, "data.format", ("auto", *FORMATS))
+    if get_dotted(cfg, "data.eval_fraction") is not None:
+        fraction = number(cfg, "data.eval_fraction", "a number with 0 < x < 1")
+        if not 0 < fraction < 1:
+            raise ConfigError("data.eval_fraction", f"{fraction} is not accepted; accepted: a number with 0 < x < 1")
+    if get_dotted(cfg, "data.max_eval_examples") is not None:
+        at_least(cfg, "data.max_eval_examples", 1, "an integer >= 1, or null for every eval row", integer=True)
+
+
+def check_model(cfg: Mapping) -> None:
+    name = get_dotted(cfg, "model.name_or_path")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("model.name_or_path", f"{show(name)} is not accepted; accepted: a local model "
+                          "directory or a hub id")
+    if not is_local_path(name):
+        return  # a hub id: checked when it loads
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError("model.name_or_path", f"{name}: no model directory with a config.json there; "
+                          "accepted: a directory written by save_pretrained, or a hub id")
+    window = context_window(path)
+    seq = cfg.get("max_seq_length")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return  # auto is capped by the window as it resolves; anything else is check_hyperparameters'
+    if window is not None and seq > window:
+        raise ConfigError("max_seq_length", f"{seq} exceeds the model's context window "
+                          f"(max_position_embeddings {window}); accepted: at most {window}, or auto")
+
+
+def check_data(cfg: Mapping) -> None:
+    if get_dotted(cfg, "data.hub_name"):
+        return  # read through `datasets` at train time
+    fmt = get_dotted(cfg, "data.format") or "auto"
+    for key in ("data.path", "data.eval_path"):
+        path = get_dotted(cfg, key)
+        if key == "data.eval_path" and path is None:
+            continue
+        if path is None or path in ("", "???"):
+            raise ConfigError(key, "is required; accepted: a JSONL, JSON, CSV or Parquet file")
+        try:
+            read_rows(path, fmt)
+        except ConfigError as err:
+            field = key if err.field == "data.path" else err.field
+            raise ConfigError(field, str(err).split(": ", 1)[1]) from None
+
+
+def problems(cfg: Mapping, read_data: bool = True) -> list[ConfigError]:
+    """Every problem of the backend's own settings, cheapest first (reading the data files last)."""
+    p = Problems()
+    p.check(_check_data_settings, cfg)
+    if p.check(check_model, cfg) is None and not p.errors:
+        p.check(check_targets, cfg)
+    if read_data:
+        p.check(check_data, cfg)
+    return p.errors
