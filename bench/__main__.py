@@ -26,7 +26,7 @@ from pathlib import Path
 import optuna
 
 from sweeper.collect import trial_dirs, trial_overrides
-from sweeper.results_io import read_metrics, read_result
+from sweeper.core.record import read_metrics, read_result
 from sweeper.sampling import make_sampler
 from sweeper.study import make_pruner
 

@@ -3,7 +3,7 @@ namespace, so this subclass is the registered name. The sweeper itself lives in
 sweeper/hydra_sweeper.py; its config is conf/hydra/sweeper/lr_sweeper.yaml.
 """
 from sweeper import hydra_sweeper
-from sweeper.paths import register_resolvers
+from sweeper.core.layout import register_resolvers
 
 register_resolvers()
 
