@@ -41,7 +41,7 @@ def run_trial(cfg: DictConfig) -> float | None:
         reporter = None
         if in_sweep:
             from sweeper.reporter import StudyReporter
-            reporter = StudyReporter.for_trial(plain, trial_dir)
+            reporter = StudyReporter.for_trial(plain, HydraConfig.get().sweep.dir)
         result = backend.run(plain, trial_dir, reporter, started=started)
     except ConfigError as err:
         if not in_sweep:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from sweeper.core.layout import SweepLayout
 from sweeper.redact import redact
 from sweeper.core.record import write_json_atomic, write_text_atomic
 
@@ -28,7 +29,7 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
         return None
     row = winners.iloc[0]
     number = int(row["trial"])
-    config = best_config(sweep_dir / "trials" / str(number))
+    config = best_config(SweepLayout.of(sweep_dir).trial_dir(number))
     objective = info.get("objective", "eval_loss")
     seeds = int(row["seeds"]) if "seeds" in row and pd.notna(row["seeds"]) else 1
     backing = (f"# Backed by {seeds} seeds: {objective} mean {row[f'{objective}_mean']:.6g}, "
@@ -46,5 +47,5 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
         "value": float(row[objective]), "direction": info.get("direction", "minimize"), "seeds": seeds,
         "mean": float(row[f"{objective}_mean"]) if seeds > 1 else None,
         "std": float(row[f"{objective}_std"]) if seeds > 1 else None,
-        "trial_dir": str(sweep_dir / "trials" / str(number))})
+        "trial_dir": str(SweepLayout.of(sweep_dir).trial_dir(number))})
     return out

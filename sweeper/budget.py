@@ -19,11 +19,11 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.study import REPEAT_OF, REPEAT_SEED, SLOT, SPACE, counts_toward_budget
+from sweeper.core.layout import BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SLOT, SPACE
+from sweeper.study import counts_toward_budget
 from sweeper.sweep_dir import check_same_space
 
 log = logging.getLogger("sweeper")
-BUDGET_READY = "lr_sweeper.budget_ready"
 
 
 @dataclass
@@ -57,8 +57,8 @@ def open_study(spec: StudySpec) -> optuna.Study:
     study.pruner = optuna.pruners.NopPruner()  # pruning is decided inside each trial
     if created:
         study.set_user_attr(SPACE, spec.space_signature)
-        study.set_user_attr("lr_sweeper.pruner", json.dumps(spec.pruner))
-        study.set_user_attr("lr_sweeper.objective", spec.objectives[0])
+        study.set_user_attr(PRUNER, json.dumps(spec.pruner))
+        study.set_user_attr(OBJECTIVE, spec.objectives[0])
         fill_budget(study, spec)
         study.set_user_attr(BUDGET_READY, True)
         return study

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from sweeper.core.layout import SweepLayout, read_sweep_info
 from sweeper.core.record import read_metrics, read_result, write_text_atomic
 
 log = logging.getLogger("sweeper")
@@ -28,16 +29,8 @@ METRIC_COLUMNS = ["best_eval_loss", "eval_loss", "train_loss", "eval_accuracy", 
 
 
 def sweep_info(sweep_dir: Path) -> dict:
-    try:
-        return json.loads((sweep_dir / "sweep.json").read_text())
-    except (OSError, ValueError):
-        return {"objective": "eval_loss", "direction": "minimize", "study": sweep_dir.name}
-
-
-def trial_dirs(sweep_dir: Path) -> list[Path]:
-    root = sweep_dir / "trials"
-    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)) \
-        if root.is_dir() else []
+    return read_sweep_info(sweep_dir) or {"objective": "eval_loss", "direction": "minimize",
+                                          "study": Path(sweep_dir).name}
 
 
 def trial_overrides(trial_dir: Path) -> dict:
@@ -93,7 +86,7 @@ def build_table(sweep_dir: str | Path, running: set[int] | None = None) -> pd.Da
     sweep_dir = Path(sweep_dir)
     info = sweep_info(sweep_dir)
     swept = set(info["search_space"]) if "search_space" in info else None
-    rows = [trial_row(d, running or set(), swept) for d in trial_dirs(sweep_dir)]
+    rows = [trial_row(d, running or set(), swept) for d in SweepLayout.of(sweep_dir).trial_dirs()]
     if not rows:
         return pd.DataFrame(columns=["trial", "state", "reason", "best", *METRIC_COLUMNS])
     table = pd.DataFrame(rows)

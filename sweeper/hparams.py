@@ -18,6 +18,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.hparams import summary_v2 as hp  # TF-free, unlike hparams.summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_result
 
 SUFFIX = ".lrsweeper-hparams"
@@ -57,11 +58,11 @@ def _write(run_dir: Path, summaries: list[Summary], step: int) -> None:
 
 def write_hparams(sweep_dir: Path, table: pd.DataFrame) -> int:
     """Writes the record of each finished trial once (a finished trial never changes)."""
-    written = 0
+    written, layout = 0, SweepLayout.of(sweep_dir)
     for row in table.to_dict("records"):
         if row["state"] == "running":
             continue
-        run_dir = sweep_dir / "trials" / str(row["trial"]) / "tb"
+        run_dir = layout.trial_dir(int(row["trial"])) / "tb"
         if run_dir.is_dir() and any(run_dir.glob(f"*{SUFFIX}")):
             continue
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any, List
 
 from hydra.plugins.sweeper import Sweeper
@@ -12,30 +11,11 @@ from omegaconf import DictConfig
 from sweeper.core.errors import ConfigError, exit_bad_input
 
 
-@dataclass
-class SweepSettings:
-    sampler: str = "auto"
-    pruner: str = "median"
-    n_trials: int | None = None
-    parallel: int = 1
-    storage: str | None = None
-    seed: int = 0
-    max_failures: int = 5
-    heartbeat_interval: int = 10
-    n_warmup_steps: int = 10
-    n_startup_trials: int = 2
-    percentile: float = 25.0
-    patience: int = 2
-    second_objective: str | None = None
-    repeat: dict = field(default_factory=lambda: {"top_k": 0, "seeds": 3})
-
-
 class LRSweeper(Sweeper):
     """Optuna over Hydra overrides, with pruning, resume and a slot-filling pool."""
 
     def __init__(self, **settings: Any):
-        settings["repeat"] = dict(settings.get("repeat") or {"top_k": 0, "seeds": 3})
-        self.settings = SweepSettings(**settings)
+        self.raw_settings = settings  # checked in sweep(), where a bad one can exit in one line
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -44,12 +24,13 @@ class LRSweeper(Sweeper):
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def sweep(self, arguments: List[str]) -> Any:
+        from sweeper.settings import SweepSettings
+        from sweeper.sweep_dir import is_disk_full
         from sweeper.sweep_loop import SweepLoop
 
-        from sweeper.sweep_dir import is_disk_full
-
         try:
-            return SweepLoop(self.settings, self.config, self.hydra_context, self.task_function, arguments).run()
+            settings = SweepSettings.from_hydra(dict(self.raw_settings))
+            return SweepLoop(settings, self.config, self.hydra_context, self.task_function, arguments).run()
         except ConfigError as err:
             exit_bad_input(err)
         except Exception as err:

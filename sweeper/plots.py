@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_metrics  # noqa: E402
 
 STYLE = {"complete": "-", "pruned": "--", "diverged": ":", "failed": "-.", "running": "-"}
@@ -20,9 +21,9 @@ def _log_scale_helps(values: pd.Series) -> bool:
 
 
 def draw_curves(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
-    frames = []
+    frames, layout = [], SweepLayout.of(sweep_dir)
     for row in table.itertuples():
-        metrics = pd.DataFrame(read_metrics(sweep_dir / "trials" / str(row.trial)))
+        metrics = pd.DataFrame(read_metrics(layout.trial_dir(int(row.trial))))
         if not metrics.empty:
             frames.append((row, metrics))
     if not frames:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 from optuna.trial import TrialState
 
-from sweeper.study import REPEAT_OF, SURPLUS, USER_STATE, counts_toward_budget
+from sweeper.core.layout import REPEAT_OF, SURPLUS, USER_STATE
+from sweeper.study import counts_toward_budget
 
 STATES = ("complete", "pruned", "diverged", "failed", "duplicate")
 

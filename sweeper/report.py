@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sweeper.collect import refresh, sweep_info, to_markdown
 from sweeper.core.errors import ConfigError, exit_bad_input
+from sweeper.core.layout import SWEEP_INFO, SweepLayout
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir", type=Path, help="results/<sweep name>")
     parser.add_argument("--csv", action="store_true", help="print CSV instead of markdown")
     args = parser.parse_args(argv)
-    if not (args.sweep_dir / "trials").is_dir() and not (args.sweep_dir / "sweep.json").is_file():
+    if not SweepLayout.of(args.sweep_dir).trial_dirs() and not (args.sweep_dir / SWEEP_INFO).is_file():
         exit_bad_input(ConfigError("sweep_dir", f"{args.sweep_dir} is not a sweep directory (no trials/ and no "
                                    "sweep.json); accepted: results/<sweep name>"))
     table = refresh(args.sweep_dir)

@@ -2,7 +2,8 @@
 
 Works the same in-process, in a pool subprocess or on another machine: the
 trial needs only the study name and trial number (from its config) and the
-storage URL (LR_SWEEPER_STORAGE, or the sweep dir's default sqlite file).
+storage URL (LR_SWEEPER_STORAGE from the trial's environment, or the sweep dir's
+default sqlite file).
 
     reporter = StudyReporter("sqlite:///results/s/study.db", "s", trial_number=3)
     reporter.report(1.23, step=10)
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import optuna
 
-from sweeper.study import default_storage_url, load_pruner, make_storage, storage_url_from_env
+from sweeper import trial_env
+from sweeper.core.layout import STORAGE_ENV
+from sweeper.study import default_storage_url, load_pruner, make_storage
 
 
 class StudyReporter:
@@ -29,9 +32,8 @@ class StudyReporter:
         self.may_prune = may_prune
 
     @classmethod
-    def for_trial(cls, cfg: dict, trial_dir: str) -> "StudyReporter":
-        # trial_dir is <sweep dir>/trials/<n>: the default storage sits two levels up
-        url = storage_url_from_env() or default_storage_url(Path(trial_dir).parents[1])
+    def for_trial(cls, cfg: dict, sweep_dir: str | Path) -> "StudyReporter":
+        url = trial_env.get(STORAGE_ENV) or default_storage_url(sweep_dir)
         # a seed repeat measures the spread of a finished config: it always runs to the end
         return cls(url, cfg["trial"]["study"], int(cfg["trial"]["number"]),
                    may_prune=cfg["trial"].get("repeat_of") is None)

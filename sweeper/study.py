@@ -16,17 +16,10 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
+from sweeper.core.layout import PRUNER, STORAGE_ENV, SURPLUS, USER_STATE
 from sweeper.redact import redact
 
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
-STORAGE_ENV = "LR_SWEEPER_STORAGE"   # how trials learn the storage URL without it appearing in any config
-USER_STATE = "lr_sweeper.state"      # set on every trial the sweeper told: complete/pruned/diverged/failed
-SLOT = "lr_sweeper.slot"             # set on trials the sweeper enqueued (the n_trials budget)
-SURPLUS = "lr_sweeper.surplus"       # a trial asked after another sweeper took the last slot
-REASON = "lr_sweeper.reason"
-REPEAT_OF, REPEAT_SEED = "lr_sweeper.repeat_of", "lr_sweeper.repeat_seed"  # a seed repeat of trial N, its seed
-DUPLICATE_OF = "lr_sweeper.duplicate_of"  # drew exactly a finished trial's config: its result was reused
-SPACE = "lr_sweeper.space"           # study attribute: the search space it was made with
 
 
 def default_storage_url(sweep_dir: str | Path) -> str:
@@ -115,15 +108,6 @@ def has_heartbeat(storage) -> bool:
     return is_heartbeat_enabled(storage)
 
 
-def pruner_spec(settings) -> dict:
-    if settings.pruner not in PRUNERS:
-        raise ConfigError("hydra.sweeper.pruner", f"{settings.pruner!r} is not accepted; "
-                          f"accepted: {', '.join(PRUNERS)}")
-    return {"name": settings.pruner, "n_warmup_steps": int(settings.n_warmup_steps),
-            "n_startup_trials": int(settings.n_startup_trials), "percentile": float(settings.percentile),
-            "patience": int(settings.patience)}
-
-
 def make_pruner(spec: dict) -> optuna.pruners.BasePruner:
     name = spec["name"]
     median = dict(n_startup_trials=spec["n_startup_trials"], n_warmup_steps=spec["n_warmup_steps"])
@@ -141,7 +125,7 @@ def make_pruner(spec: dict) -> optuna.pruners.BasePruner:
 
 
 def load_pruner(study: optuna.Study) -> optuna.pruners.BasePruner:
-    spec = study.user_attrs.get("lr_sweeper.pruner")
+    spec = study.user_attrs.get(PRUNER)
     return make_pruner(json.loads(spec) if isinstance(spec, str) else spec or {"name": "none"})
 
 
@@ -151,7 +135,3 @@ def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
     if t.state in (TrialState.RUNNING, TrialState.WAITING):
         return True
     return t.user_attrs.get(USER_STATE) is not None and not t.user_attrs.get(SURPLUS)
-
-
-def storage_url_from_env() -> str | None:
-    return os.environ.get(STORAGE_ENV)

@@ -6,6 +6,8 @@ absolute path, so configs (best.yaml included) stay valid on any checkout.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -37,17 +39,41 @@ SWEEP_INFO = "sweep.json"             # the sweep's settings; its "study" owns t
 DEFAULT_TRIAL_SUBDIR = "trials/${trial.number}"  # conf/config.yaml's hydra.sweep.subdir
 
 
-def trial_dir(sweep_dir: str | Path, number: int, subdir: str = DEFAULT_TRIAL_SUBDIR) -> Path:
-    """A trial's directory from Hydra's own hydra.sweep.subdir template (resolved for this trial)."""
-    resolved = OmegaConf.create({"trial": {"number": number}, "subdir": subdir}).subdir
-    return Path(sweep_dir) / str(resolved)
+@dataclass(frozen=True)
+class SweepLayout:
+    """Where a sweep's trials live: Hydra's hydra.sweep.dir and hydra.sweep.subdir (unresolved,
+    e.g. "trials/${trial.number}"). The sweeper records the template in sweep.json, so readers of
+    a finished sweep (report, tables) find the same directories.
+
+        layout = SweepLayout(Path("results/s"))
+        layout.trial_dir(3)        # results/s/trials/3
+    """
+    sweep_dir: Path
+    subdir: str = DEFAULT_TRIAL_SUBDIR
+
+    @classmethod
+    def of(cls, sweep_dir: str | Path) -> "SweepLayout":
+        """The layout a sweep recorded in its sweep.json (the default one before it has one)."""
+        subdir = read_sweep_info(sweep_dir).get("trial_subdir") or DEFAULT_TRIAL_SUBDIR
+        return cls(Path(sweep_dir), str(subdir))
+
+    def trial_dir(self, number: int) -> Path:
+        resolved = OmegaConf.create({"trial": {"number": number}, "subdir": self.subdir}).subdir
+        return self.sweep_dir / str(resolved)
+
+    def trial_dirs(self) -> list[Path]:
+        """Every trial directory there is, in trial-number order."""
+        parent = self.trial_dir(0).parent
+        found = [p for p in parent.glob("*") if p.is_dir() and p.name.isdigit()] if parent.is_dir() else []
+        return sorted(found, key=lambda p: int(p.name))
 
 
-def trial_dirs(sweep_dir: str | Path, subdir: str = DEFAULT_TRIAL_SUBDIR) -> list[Path]:
-    """Every trial directory of a sweep, in trial-number order."""
-    parent = trial_dir(sweep_dir, 0, subdir).parent
-    found = [p for p in parent.glob("*") if p.is_dir() and p.name.isdigit()] if parent.is_dir() else []
-    return sorted(found, key=lambda p: int(p.name))
+def read_sweep_info(sweep_dir: str | Path) -> dict:
+    try:
+        info = json.loads((Path(sweep_dir) / SWEEP_INFO).read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 # ----- what a trial reads from its environment -------------------------------------------------------

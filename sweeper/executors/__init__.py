@@ -1,0 +1,53 @@
+"""Executors: how trials run. Each one is:
+
+    submit(launch)    start (or queue) one trial; `launch` carries its overrides, its
+                      directory and its own environment (never the sweeper's os.environ)
+    poll()            wait until at least one trial ends: {trial number: exit code}
+    cancel(number)    stop one trial (pruned elsewhere, or the sweep is interrupted)
+    cancel_all()      stop every trial still running
+
+None of them knows about Optuna: the loop tells the study what happened, from
+the trial's result.json. Chosen in one place, make_executor:
+
+    parallel=1            in-process, through Hydra's basic launcher
+    parallel=N            a pool of N subprocess slots (one GPU each when there are GPUs)
+    hydra/launcher=X      any other Hydra launcher (joblib, submitit, ...), in batches
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class TrialLaunch:
+    number: int
+    overrides: list[str]
+    trial_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    def submit(self, launch: TrialLaunch) -> None: ...
+
+    def poll(self) -> dict[int, int | None]: ...
+
+    def cancel(self, number: int) -> None: ...
+
+    def cancel_all(self) -> None: ...
+
+
+def make_executor(config, hydra_context, task_function, parallel: int) -> Executor:
+    from hydra.core.plugins import Plugins
+
+    from sweeper.executors.commands import trial_command, visible_gpus
+    from sweeper.executors.launcher import LauncherExecutor
+    from sweeper.executors.pool import PoolExecutor
+
+    in_process = config.hydra.runtime.choices.get("hydra/launcher") == "basic"
+    if parallel > 1 and in_process:
+        return PoolExecutor(parallel, trial_command(config), visible_gpus())
+    launcher = Plugins.instance().instantiate_launcher(
+        hydra_context=hydra_context, task_function=task_function, config=config)
+    return LauncherExecutor(launcher, in_process)
