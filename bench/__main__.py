@@ -25,7 +25,8 @@ from pathlib import Path
 
 import optuna
 
-from sweeper.collect import trial_dirs, trial_overrides
+from sweeper.collect import trial_overrides
+from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_metrics, read_result
 from sweeper.sampling import make_sampler
 from sweeper.study import make_pruner
@@ -46,7 +47,7 @@ def sweeper(args: list[str], module: str = "sweeper") -> float:
 # ----- 1. search efficiency -----------------------------------------------------------------------
 def grid_table(sweep: Path) -> dict:
     table = {}
-    for d in trial_dirs(sweep):
+    for d in SweepLayout.of(sweep).trial_dirs():
         o, r = trial_overrides(d), read_result(d)
         curve = [(m["step"], m["eval_loss"]) for m in read_metrics(d) if "eval_loss" in m and m["step"] > 0]
         table[(o["lr"], o["scheduler"], o["lora"])] = {"curve": curve, "final": r["eval_loss"], "steps": r["steps"],
@@ -130,7 +131,7 @@ def overhead_and_memory(out: Path, quick: bool) -> list[dict]:
     wall = sweeper(["-m", f"hydra.sweep.dir={sweep}", "sweep.name=bench-overhead", f"seed={seeds}",
                     f"max_steps={steps}", f"eval_interval={steps // 2}", f"save_interval={steps}",
                     "hydra.sweeper.pruner=none"])
-    results = [read_result(d) for d in trial_dirs(sweep)]
+    results = [read_result(d) for d in SweepLayout.of(sweep).trial_dirs()]
     own = sum(r["wall_seconds"] for r in results)
     second, last = results[1]["peak_memory_mb"], results[-1]["peak_memory_mb"]
     return [
