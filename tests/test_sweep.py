@@ -147,15 +147,6 @@ def test_two_processes_share_the_default_file_storage(tmp_path):
     assert_split_without_duplicates(study, sweep, outs)
 
 
-def test_importing_the_sweeper_imports_no_torch():
-    code = ("import sys, sweeper, sweeper.sweep_loop, sweeper.collect, sweeper.report, sweeper.reporter, "
-            "sweeper.hydra_sweeper, sweeper.__main__, hydra_plugins.lr_sweeper; "
-            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 def test_another_hydra_launcher_runs_and_prunes_through_the_storage(tmp_path):
     sweep = tmp_path / "joblib"
     proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.parallel=2",

@@ -15,27 +15,9 @@ the trial's result.json. Chosen in one place, make_executor:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
+from sweeper.executors.base import Executor, TrialLaunch
 
-
-@dataclass
-class TrialLaunch:
-    number: int
-    overrides: list[str]
-    trial_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-
-class Executor(Protocol):
-    def submit(self, launch: TrialLaunch) -> None: ...
-
-    def poll(self) -> dict[int, int | None]: ...
-
-    def cancel(self, number: int) -> None: ...
-
-    def cancel_all(self) -> None: ...
+__all__ = ["Executor", "TrialLaunch", "make_executor"]
 
 
 def make_executor(config, hydra_context, task_function, parallel: int) -> Executor:

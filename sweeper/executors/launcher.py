@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-from sweeper.executors import TrialLaunch
+from sweeper.executors.base import TrialLaunch
 from sweeper.trial_env import trial_environment
 
 

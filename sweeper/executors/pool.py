@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from sweeper.core.layout import QUIET_ENV, THREADS_ENV
-from sweeper.executors import TrialLaunch
+from sweeper.executors.base import TrialLaunch
 
 
 def _die_with_parent() -> None:
