@@ -103,11 +103,6 @@ def lock_journal(url: str):
     return handle
 
 
-def has_heartbeat(storage) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-    return is_heartbeat_enabled(storage)
-
-
 def make_pruner(spec: dict) -> optuna.pruners.BasePruner:
     name = spec["name"]
     median = dict(n_startup_trials=spec["n_startup_trials"], n_warmup_steps=spec["n_warmup_steps"])

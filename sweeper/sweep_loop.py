@@ -19,7 +19,6 @@ from pathlib import Path
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.storages import fail_stale_trials
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from sweeper import search_space as ss
@@ -38,12 +37,13 @@ from sweeper.redact import redact
 from sweeper.retries import resume_from
 from sweeper.sampling import make_sampler
 from sweeper.settings import SweepSettings
-from sweeper.study import default_storage_url, has_heartbeat, is_journal, lock_journal, make_storage
+from sweeper.heartbeat import Heartbeat, heartbeat_interval
+from sweeper.study import default_storage_url, is_journal, lock_journal, make_storage
 from sweeper.tell import reuse_twin, tell
 
 log = logging.getLogger("sweeper")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# We use heartbeat/retry with ask-and-tell on purpose (the heartbeat thread is Optuna's own).
+# We use heartbeat/retry with ask-and-tell on purpose (sweeper/heartbeat.py beats for each trial).
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
@@ -154,7 +154,7 @@ class SweepLoop:
 
     def _others_running(self) -> bool:
         """Trials of other sweepers (or of a killed one, until its heartbeat goes stale)."""
-        if not has_heartbeat(self.storage):
+        if not heartbeat_interval(self.storage):
             return False
         return bool(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
@@ -164,7 +164,7 @@ class SweepLoop:
         failures = 0
         try:
             while True:
-                if has_heartbeat(self.storage):
+                if heartbeat_interval(self.storage):
                     fail_stale_trials(self.study)
                 while len(running) < self.s.parallel and failures < self.s.max_failures:
                     trial = self._ask()
@@ -174,8 +174,7 @@ class SweepLoop:
                     if reused is not None:
                         progress.finished(trial.number, reused)
                         continue
-                    beat = get_heartbeat_thread(trial._trial_id, self.storage)  # Optuna's own heartbeat
-                    beat.start()
+                    beat = Heartbeat(self.storage, self.name, trial.number).start()
                     running[trial.number] = (trial, beat)
                     executor.submit(self._launch(trial))
                     progress.started(trial.number, trial.params, trial.user_attrs.get(REPEAT_SEED))
@@ -191,7 +190,7 @@ class SweepLoop:
                     return True
                 for number, exit_code in executor.poll().items():
                     trial, beat = running.pop(number)
-                    beat.join()
+                    beat.stop()
                     result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
                     failures += result["state"] == "failed"
                     refresh(self.sweep_dir, running=set(running), final=False)
@@ -203,7 +202,7 @@ class SweepLoop:
             raise SystemExit(130)
         finally:
             for _, beat in running.values():
-                beat.join()
+                beat.stop()
 
     def run(self):
         self.setup()
