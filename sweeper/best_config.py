@@ -37,7 +37,7 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
     header = (f"# Best trial of study {info.get('study', sweep_dir.name)}: trial {number}, "
               f"{objective} = {row[objective]:.6g} ({info.get('direction', 'minimize')}d)\n" + backing +
               f"# Re-run: python -m sweeper --config-dir {sweep_dir} --config-name best\n")
-    document = {"defaults": [{"override hydra/sweeper": "lr_sweeper"}, "_self_"], **config,
+    document = {"defaults": ["schema", {"override hydra/sweeper": "lr_sweeper"}, "_self_"], **config,
                 "hydra": {"run": {"dir": str(sweep_dir / "best-rerun" / "${now:%Y-%m-%d_%H-%M-%S}")}}}
     text = redact(header + yaml.safe_dump(document, sort_keys=False))
     out = sweep_dir / "best.yaml"

@@ -10,13 +10,15 @@ validate.py's job.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from sweeper.core.errors import ConfigError
+from sweeper.core.errors import ConfigError, Problems
+from sweeper.core.schema import type_problem
 
 GROUPS = ("model", "data", "scheduler", "lora", "trainer")
 _FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
@@ -101,37 +103,87 @@ def check_key(override, known: set[str], sweeper_keys: set[str]) -> None:
     raise ConfigError(key, f"not a known key, so nothing would read it; {hint}")
 
 
+def check_type(override) -> None:
+    """A value the schema's type for that key cannot take (batch_size=abc, max_steps=1.5)."""
+    key = override.key_or_group
+    if key.startswith("hydra") or key in GROUPS or override.is_delete() or override.package is not None:
+        return
+    if override.is_sweep_override():
+        if not (override.is_choice_sweep() or override.is_range_sweep()):
+            return  # an interval: its ends are checked against the setting when the space is built
+        values = list(override.sweep_iterator())
+    else:
+        values = [override.value()]
+    for value in values:
+        problem = type_problem(key, value)
+        if problem:
+            shown = {None: "null", True: "true", False: "false"}.get(value, repr(value)) \
+                if not isinstance(value, (int, float)) or isinstance(value, bool) else repr(value)
+            raise ConfigError(key, f"{shown} is not accepted; accepted: {_accepted(problem)}")
+
+
+def _accepted(problem: str) -> str:
+    """OmegaConf's reason, in the words of our messages."""
+    for omegaconf_type, words in (("Integer", "an integer"), ("Float", "a number"), ("Boolean", "true or false")):
+        if f"converted to {omegaconf_type}" in problem:
+            return words
+    if "is not Optional" in problem or "cannot be assigned None" in problem:
+        return "a value, not null"
+    if "valid bool" in problem:
+        return "true or false"
+    return problem
+
+
+def check_group(override, arg: str, dirs: list[Path]) -> None:
+    group = override.key_or_group.lstrip("+~")
+    if group not in GROUPS or override.is_delete():
+        return
+    if override.is_sweep_override():
+        if not (override.is_choice_sweep() or override.is_range_sweep()):
+            raise ConfigError(group, f"{arg!r}: a config group takes a list of options, not a range; "
+                              f"accepted: {', '.join(options(group, dirs))}")
+        values = list(override.sweep_string_iterator())
+    else:
+        values = [override.get_value_element_as_str()]
+    accepted = options(group, dirs)
+    for value in values:
+        if value not in accepted:
+            raise ConfigError(group, f"{value!r} is not accepted; accepted: {', '.join(accepted)}")
+
+
 def check_argv(argv: list[str], default_conf: Path) -> None:
+    """Every problem of the command line, in one ConfigError."""
     parser = OverridesParser.create()
     dirs = config_dirs(argv, default_conf)
     known = known_keys(dirs, _config_name(argv))
     sweeper_keys = _flat_keys(_yaml(default_conf / "hydra" / "sweeper" / "lr_sweeper.yaml")) - {"_target_"}
+    p = Problems()
     for arg in override_args(argv):
         try:
             override = parser.parse_override(arg)
         except HydraException as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError("", f"cannot parse override {arg!r}: {first}") from None
-        check_key(override, known, sweeper_keys)
-        group = override.key_or_group.lstrip("+~")
-        if group not in GROUPS or override.is_delete():
+            p.errors.append(ConfigError("", f"cannot parse override {arg!r}: {first}"))
             continue
-        if override.is_sweep_override():
-            if not (override.is_choice_sweep() or override.is_range_sweep()):
-                raise ConfigError(group, f"{arg!r}: a config group takes a list of options, not a range; "
-                                  f"accepted: {', '.join(options(group, dirs))}")
-            values = list(override.sweep_string_iterator())
-        else:
-            values = [override.get_value_element_as_str()]
-        accepted = options(group, dirs)
-        for value in values:
-            if value not in accepted:
-                raise ConfigError(group, f"{value!r} is not accepted; accepted: {', '.join(accepted)}")
+        before = len(p.errors)
+        p.check(check_key, override, known, sweeper_keys)
+        if len(p.errors) > before:
+            continue  # an unknown key has no type or options to check
+        p.check(check_type, override)
+        p.check(check_group, override, arg, dirs)
+    p.raise_any()
 
 
 def run_checked(app) -> None:
-    """Runs a Hydra app after checking its command line, turning bad input into one line + exit 2."""
+    """Runs a Hydra app after checking its command line, turning bad input into one line + exit 2:
+    the checks above first, then anything Hydra or OmegaConf refuses while composing (a config
+    file with a value of the wrong type, say). HYDRA_FULL_ERROR makes Hydra raise those to us
+    instead of printing them over several lines."""
+    import os
     import sys
+
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from sweeper.core.errors import exit_bad_input
     from sweeper.core.layout import CONF_DIR
@@ -140,4 +192,22 @@ def run_checked(app) -> None:
         check_argv(sys.argv[1:], CONF_DIR)
     except ConfigError as err:
         exit_bad_input(err)
-    app()
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        app()
+    except (HydraException, OmegaConfBaseException) as err:
+        exit_bad_input(ConfigError("", _compose_problem(err)))
+
+
+def _compose_problem(err: BaseException) -> str:
+    """`full_key: reason` from Hydra's and OmegaConf's messages (the cause holds the key)."""
+    cause = err.__cause__ or err.__context__ or err
+    key = getattr(cause, "full_key", None) or getattr(err, "full_key", None)
+    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()] or [type(cause).__name__]
+    reason = next((line for line in lines if not line.startswith(("full_key:", "object_type=", "In '"))), lines[0])
+    source = re.match(r"In '([^']+)'", str(err))
+    where = f" (in config {source.group(1)!r})" if source else ""
+    value = re.match(r"Value '(.*)' of type", reason)
+    if key and value:
+        return f"{key}: {value.group(1)!r}{where} is not accepted; accepted: {_accepted(reason)}"
+    return f"{key}: {reason}{where}" if key else " ".join(lines)

@@ -19,6 +19,7 @@ def files(tmp_path_factory):
     (d / "nofields.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a"}\n')
     (d / "conf").mkdir()
     (d / "conf" / "badcfg.yaml").write_text("defaults:\n  - config\n  - _self_\nlr: -3\n")
+    (d / "conf" / "typed.yaml").write_text("defaults:\n  - config\n  - _self_\nbatch_size: abc\n")
     (d / "model").mkdir()
     (d / "model" / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 64}))
     return d
@@ -59,6 +60,10 @@ SINGLE = [
     (["data=local", "data.path={d}/nofields.jsonl"], "data.path"),
     (["data.format=xml"], "data.format"),
     (["lr=(1e-3"], "cannot parse"),
+    (["batch_size=abc", "max_steps=1.5"], "batch_size: 'abc' is not accepted; accepted: an integer; "
+                                          "max_steps: 1.5 is not accepted"),   # the schema's types, all at once
+    (["model.trust_remote_code=maybe"], "accepted: true or false"),
+    (["--config-dir", "{d}/conf", "--config-name", "typed"], "batch_size: 'abc' (in config 'typed')"),
     (["lr_sceduler=cosine"], "did you mean scheduler?"),        # Hydra's advice (+key) would be a trap
     (["+lora_rank=64"], "did you mean lora.r?"),                # accepted and ignored before
     (["hydra.sweeper.n_trails=4"], "did you mean hydra.sweeper.n_trials?"),

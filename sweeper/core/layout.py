@@ -29,6 +29,10 @@ def bundled_eval(train_path: str) -> str | None:
 
 
 def register_resolvers() -> None:
+    """The resolvers conf/ uses, and the typed schema it names first in its defaults."""
+    from sweeper.core.schema import register_schema
+
+    register_schema()
     if not OmegaConf.has_resolver("lr_sweeper.embedded"):
         OmegaConf.register_new_resolver("lr_sweeper.embedded", lambda rel: str(EMBEDDED_DIR / rel))
         OmegaConf.register_new_resolver("lr_sweeper.bundled_eval", bundled_eval)

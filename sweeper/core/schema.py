@@ -1,0 +1,129 @@
+"""The typed schema behind conf/config.yaml: Hydra structured configs.
+
+conf/config.yaml names `schema` first in its defaults, so OmegaConf checks every
+value's type as Hydra composes (a group option's keys too), and a key that is not
+here cannot be added. The guides' rules between values (batch arithmetic,
+intervals, ...) are sweeper/core/rules.py's; the values derived from them are
+computed once by rules.derive. Keys that also take a word (lr=auto,
+micro_batch_size=auto, max_seq_length=auto) are typed Any and checked there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+SCHEMA_NAME = "schema"
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = MISSING        # a save_pretrained directory, or a hub id
+    trust_remote_code: bool = False
+    revision: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    path: Optional[str] = MISSING      # JSONL, JSON, CSV or Parquet
+    eval_path: Optional[str] = None
+    format: str = "auto"
+    eval_fraction: float = 0.1
+    max_eval_examples: Optional[int] = None
+    hub_name: Optional[str] = None
+    hub_split: str = "train"
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "cosine"
+    warmup: float = 0.1                # steps (>= 1) or a ratio of the run (< 1)
+    min_lr_rate: float = 0.1           # cosine_with_min_lr
+    decay_ratio: float = 0.2           # warmup_stable_decay
+    min_lr_ratio: float = 0.0          # warmup_stable_decay
+    decay_type: str = "cosine"         # warmup_stable_decay: cosine | linear | 1-sqrt
+
+
+@dataclass
+class LoraConfig:
+    r: Optional[int] = 8               # null: a full fine-tune
+    alpha: Optional[float] = None      # null: 2 x r
+    dropout: float = 0.05
+    targets: Any = field(default_factory=lambda: ["query", "key", "value"])  # a list, or one name
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "hf"                   # the trial backend (sweeper/core/contract.py)
+
+
+@dataclass
+class DivergenceConfig:
+    factor: float = 3.0
+    min_steps: int = 1
+
+
+@dataclass
+class LRFindConfig:
+    min_lr: float = 1e-6
+    max_lr: float = 1.0
+    steps: int = 100
+
+
+@dataclass
+class SweepConfig:
+    name: Optional[str] = None
+
+
+@dataclass
+class TrialInfo:
+    study: Optional[str] = None
+    number: Optional[int] = None
+    resume_from: Optional[str] = None
+    repeat_of: Optional[int] = None
+
+
+@dataclass
+class TrialConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    lr: Any = 3e-3                     # or auto (a sweep's LR range test)
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 16
+    batch_size: int = 16
+    micro_batch_size: Any = 8          # or auto
+    max_steps: int = 40
+    epochs: float = 1.0
+    max_seq_length: Any = 128          # or auto
+    eval_interval: int = 10
+    log_interval: int = 5
+    save_interval: int = 20
+    precision: str = "auto"
+    seed: int = 42
+    objective: str = "eval_loss"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    lr_find: LRFindConfig = field(default_factory=LRFindConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    trial: TrialInfo = field(default_factory=TrialInfo)
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrialConfig)
+
+
+def type_problem(key: str, value: Any) -> str | None:
+    """Why `value` cannot go into `key` of the schema (None: it can, or the key is not the schema's)."""
+    node = OmegaConf.structured(TrialConfig)
+    try:
+        OmegaConf.update(node, key, value, merge=True)
+    except Exception as err:  # OmegaConf's ValidationError and kin; the message's first line says it
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return text
+    return None
