@@ -1,10 +1,11 @@
-"""Dataset rows and formats (trainers/records.py), no torch."""
+"""Dataset rows and formats (trainers/formats.py, trainers/records.py), no torch."""
 import json
 
 import pytest
 
 from sweeper.core.errors import ConfigError
-from trainers.records import detect_format, prompt_and_response, read_rows
+from trainers.formats import detect_format, prompt_and_response
+from trainers.records import read_rows
 
 
 def write(path, rows):

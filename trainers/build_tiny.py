@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from trainers.embedded_tasks import instruction_rows, pretraining_corpus, write_bundled_dataset
-from trainers.records import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, DEFAULT_CHAT_TEMPLATE, alpaca_prompt
+from trainers.formats import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, DEFAULT_CHAT_TEMPLATE, alpaca_prompt
 
 EMBEDDED = Path(__file__).parent / "embedded"
 MODEL_DIR = EMBEDDED / "tiny-llama"

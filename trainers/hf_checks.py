@@ -9,7 +9,8 @@ from typing import Mapping
 from sweeper.core.errors import ConfigError, Problems
 from sweeper.core.rules import at_least, choice, get_dotted, number, show
 from trainers.lora_targets import check_targets
-from trainers.records import FORMATS, read_rows
+from trainers.formats import FORMATS
+from trainers.records import read_rows
 
 
 def is_local_path(name: str) -> bool:
