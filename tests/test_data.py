@@ -1,11 +1,12 @@
-"""Tokenization, response-only loss and the truncation report (trainers/data.py)."""
+"""Tokenization, response-only loss (trainers/data.py) and the truncation report (trainers/data_report.py)."""
 import json
 
 import pytest
 from conftest import EMBEDDED_MODEL
 
 from sweeper.core.errors import ConfigError
-from trainers.data import IGNORE, TruncationReport, encode, tokenize_row
+from trainers.data import IGNORE, encode, tokenize_row
+from trainers.data_report import DataReport
 from trainers.records import read_rows
 
 
@@ -47,7 +48,7 @@ def test_text_learns_everything():
 def test_truncation_cuts_the_prompt_from_the_left_and_counts_it():
     tok = tokenizer()
     rows = [{"prompt": "word " * 40, "completion": "x"}, {"prompt": "short", "completion": "answer"}]
-    report = TruncationReport(max_seq_length=12)
+    report = DataReport(max_seq_length=12)
     out = encode(tok, "prompt_completion", rows, 12, report)
     assert report.examples == 2 and report.truncated_examples == 1 and report.tokens_cut > 20
     assert report.prompt_cut_examples == 1 and report.answer_cut_examples == 0 and report.dropped_examples == 0
@@ -58,7 +59,7 @@ def test_truncation_cuts_the_prompt_from_the_left_and_counts_it():
 
 def test_an_answer_longer_than_the_limit_loses_its_tail_and_is_counted():
     tok = tokenizer()
-    report = TruncationReport(max_seq_length=10)
+    report = DataReport(max_seq_length=10)
     out = encode(tok, "text", [{"text": "abcdefghij " * 5}], 10, report)
     assert report.answer_cut_examples == 1 and report.prompt_cut_examples == 0
     assert len(out[0]["input_ids"]) == 10 and out[0]["input_ids"][0] == tok.bos_token_id
@@ -77,7 +78,7 @@ def test_a_users_data_path_holds_out_its_own_eval_rows(tmp_path):
     assert compose([])["data"]["eval_path"] == str(TASKS / "eval.jsonl")
 
 
-# Row checks (trainers/records.py): the one place rows are read.
+# Row checks (trainers/records.py reads the rows, trainers/formats.py checks them).
 
 def write_lines(path, lines, newline="\n", bom=False):
     path.write_bytes((("\ufeff" if bom else "") + newline.join(lines) + newline).encode("utf-8"))

@@ -1,5 +1,5 @@
 """Templates longer than max_seq_length: the prompt gives way, the answer stays, and the data
-report says so (trainers/data.py build_datasets)."""
+report says so (trainers/data.py build_datasets, trainers/data_report.py)."""
 import json
 import logging
 

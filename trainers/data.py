@@ -2,7 +2,7 @@
 
 Single-turn formats (alpaca, prompt_completion) mask the prompt; chat masks
 everything but the assistant turns (rendered with the tokenizer's chat template,
-or records.DEFAULT_CHAT_TEMPLATE when it has none); text learns every token.
+or formats.DEFAULT_CHAT_TEMPLATE when it has none); text learns every token.
 
 An example longer than max_seq_length loses prompt tokens first, from the left
 (after the head it keeps: BOS, and for chat the first message's role marker),
@@ -12,14 +12,13 @@ prompt is gone. Every cut is counted in the DataReport, never silent.
 from __future__ import annotations
 
 import logging
-import math
 import random
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from sweeper.core.errors import ConfigError
-from trainers.hf_checks import context_window, is_local_path
-from trainers.records import DEFAULT_CHAT_TEMPLATE, check_rows, detect_format, prompt_and_response, read_rows
+from trainers.data_report import DataReport, model_context_window
+from trainers.formats import DEFAULT_CHAT_TEMPLATE, check_rows, detect_format, prompt_and_response
+from trainers.records import read_rows
 
 IGNORE = -100
 log = logging.getLogger(__name__)
@@ -39,61 +38,6 @@ class Tokenized:
     @property
     def answer_tokens(self) -> int:
         return sum(label != IGNORE for label in self.labels)
-
-
-@dataclass
-class DataReport:
-    """Examples, lengths and cuts at this max_seq_length: logged and saved in result.json.
-    Counts cover the train and eval examples together; lengths are before any cut."""
-    max_seq_length: int
-    max_seq_length_auto: bool = False        # max_seq_length=auto resolved to the value above
-    context_window: int | None = None
-    suggested_max_seq_length: int | None = None  # see suggested_length
-    train_examples: int = 0
-    eval_examples: int = 0
-    examples: int = 0                  # rows tokenized (both splits)
-    truncated_examples: int = 0        # longer than max_seq_length
-    tokens_cut: int = 0
-    prompt_cut_examples: int = 0       # lost prompt tokens (from the left)
-    answer_cut_examples: int = 0       # lost answer tokens: the model learns only part of the answer
-    dropped_examples: int = 0          # no answer token left: not trained on
-    prompt_tokens: dict = field(default_factory=dict)   # p50, p95, max
-    answer_tokens: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        return (f"{self.train_examples} train / {self.eval_examples} eval examples; max_seq_length "
-                f"{self.max_seq_length}{' (auto)' if self.max_seq_length_auto else ''}, context window "
-                f"{self.context_window or 'unknown'}; prompt tokens {_spread(self.prompt_tokens)}, answer tokens "
-                f"{_spread(self.answer_tokens)}; {self.prompt_cut_examples} of {self.examples} examples had "
-                f"prompt tokens cut, {self.answer_cut_examples} lost answer tokens, {self.dropped_examples} "
-                f"dropped; {self.suggested_max_seq_length} tokens keep 95% of examples whole")
-
-
-TruncationReport = DataReport  # the name result.json's "truncation" entry grew from
-
-
-def _spread(stats: dict) -> str:
-    return "/".join(str(stats.get(k, "-")) for k in ("p50", "p95", "max")) + " (p50/p95/max)"
-
-
-def percentile(values: list[int], q: float) -> int:
-    """Nearest-rank percentile: the smallest value that at least q% of values do not exceed."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] if ordered else 0
-
-
-def _stats(values: list[int]) -> dict:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values, default=0)}
-
-
-def suggested_length(examples: list[Tokenized]) -> int:
-    """The smallest max_seq_length that keeps 95% of the examples whole, prompt included (the
-    95th percentile of full lengths). With the left cut a shorter one keeps the answers too,
-    but only by dropping the prompt they answer, which is no better a training example."""
-    return percentile([len(e.ids) for e in examples], 95)
 
 
 def _render(tok, messages: list[dict], **kwargs) -> str:
@@ -161,7 +105,7 @@ def tokenize_row(tok, fmt: str, row: dict) -> tuple[list[int], list[int]]:
     return example.ids, example.labels
 
 
-def fit(example: Tokenized, limit: int) -> tuple[Tokenized, int, int]:
+def cut_to_length(example: Tokenized, limit: int) -> tuple[Tokenized, int, int]:
     """Cuts an example to `limit` tokens. Returns (example, prompt tokens cut, answer tokens cut)."""
     ids, labels = example.ids, example.labels
     excess = len(ids) - limit
@@ -183,17 +127,13 @@ def encode(tok, fmt: str, rows: list[dict], max_seq_length: int,
 
 
 def encode_tokenized(examples: list[Tokenized], max_seq_length: int, report: DataReport | None) -> list[dict]:
+    """Cut to max_seq_length; an example with no answer token left is dropped (and counted)."""
     out = []
     for example in examples:
-        cut, prompt_cut, answer_cut = fit(example, max_seq_length)
+        cut, prompt_cut, answer_cut = cut_to_length(example, max_seq_length)
         kept = cut.answer_tokens > 0
         if report is not None:
-            report.examples += 1
-            report.truncated_examples += len(example.ids) > max_seq_length
-            report.tokens_cut += len(example.ids) - len(cut.ids)
-            report.prompt_cut_examples += prompt_cut > 0
-            report.answer_cut_examples += answer_cut > 0
-            report.dropped_examples += not kept
+            report.count(len(example.ids), len(cut.ids), prompt_cut, answer_cut, kept)
         if kept:
             out.append({"input_ids": cut.ids, "attention_mask": [1] * len(cut.ids), "labels": cut.labels})
     return out
@@ -223,7 +163,7 @@ def load_rows(data_cfg) -> tuple[str, list[dict], list[dict]]:
         return fmt, rows, eval_rows
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
-    train, held_out = _hold_out(shuffled, float(data_cfg.get("eval_fraction") or 0.1), str(data_cfg["path"]))
+    train, held_out = _hold_out(shuffled, data_cfg.get("eval_fraction") or 0.1, str(data_cfg["path"]))
     return fmt, train, held_out
 
 
@@ -246,41 +186,7 @@ def _load_hub(data_cfg) -> tuple[str, list[dict], list[dict]]:
         rows = check_rows(fmt, list(enumerate(rows, start=1)), name)  # errors read "hub_name:row"
     except ConfigError as err:
         raise ConfigError("data.hub_name", str(err).split(": ", 1)[1]) from None
-    return (fmt, *_hold_out(rows, float(data_cfg.get("eval_fraction") or 0.05), name))
-
-
-def model_context_window(model_cfg) -> int | None:
-    name = str(model_cfg.get("name_or_path") or "")
-    if is_local_path(name):
-        return context_window(Path(name).expanduser())
-    try:  # a hub id: its config is cached by now, or fetched as the model will be
-        from transformers import AutoConfig
-        config = AutoConfig.from_pretrained(name, revision=model_cfg.get("revision"),
-                                            trust_remote_code=bool(model_cfg.get("trust_remote_code")))
-    except Exception:  # unknown here; loading the model reports it properly
-        return None
-    return getattr(config, "max_position_embeddings", None)
-
-
-def resolve_max_seq_length(setting, suggested: int, window: int | None) -> int:
-    """auto: the length that keeps 95% of examples whole, never past the context window."""
-    if setting != "auto":
-        return int(setting)
-    return min(suggested, window) if window else suggested
-
-
-def _check_kept(report: DataReport, train: list, evaluation: list) -> None:
-    """No answer token left in a split: training (or evaluating) would fail deep in the Trainer."""
-    if train and evaluation:
-        return
-    split = "training" if not train else "eval"
-    window = report.context_window
-    fits = ("unknown context window" if window is None else
-            f"fits the context window {window}" if report.suggested_max_seq_length <= window else
-            f"exceeds the context window {window}: shorten the prompts or the answers")
-    raise ConfigError("max_seq_length", f"{report.max_seq_length} leaves no {split} example with an answer "
-                      f"token; accepted: a longer max_seq_length: {report.suggested_max_seq_length} keeps 95% of "
-                      f"the examples whole ({fits})")
+    return (fmt, *_hold_out(rows, data_cfg.get("eval_fraction") or 0.05, name))
 
 
 def build_datasets(cfg, tok) -> tuple[list[dict], list[dict], DataReport, str]:
@@ -289,23 +195,15 @@ def build_datasets(cfg, tok) -> tuple[list[dict], list[dict], DataReport, str]:
     if tok.chat_template is None:
         tok.chat_template = DEFAULT_CHAT_TEMPLATE
     fmt, train_rows, eval_rows = load_rows(cfg["data"])
-    eval_rows = eval_rows[: int(cfg["data"].get("max_eval_examples") or len(eval_rows))]
+    eval_rows = eval_rows[: cfg["data"].get("max_eval_examples") or len(eval_rows)]
     train_tok = [tokenize_example(tok, fmt, row) for row in train_rows]
     eval_tok = [tokenize_example(tok, fmt, row) for row in eval_rows]
-    every = train_tok + eval_tok
-    setting = cfg["max_seq_length"]
-    window = model_context_window(cfg["model"])
-    suggested = suggested_length(every)
-    report = DataReport(max_seq_length=resolve_max_seq_length(setting, suggested, window),
-                        max_seq_length_auto=setting == "auto", context_window=window,
-                        suggested_max_seq_length=suggested,
-                        prompt_tokens=_stats([len(e.ids) - e.answer_tokens for e in every]),
-                        answer_tokens=_stats([e.answer_tokens for e in every]))
+    report = DataReport.measure(train_tok + eval_tok, cfg["max_seq_length"], model_context_window(cfg["model"]))
     train = encode_tokenized(train_tok, report.max_seq_length, report)
     evaluation = encode_tokenized(eval_tok, report.max_seq_length, report)
     report.train_examples, report.eval_examples = len(train), len(evaluation)
-    _check_kept(report, train, evaluation)
-    if len(train) < int(cfg["batch_size"]):
+    report.check_kept(train, evaluation)
+    if len(train) < cfg["batch_size"]:
         log.warning("data: %d train examples, fewer than one global batch (batch_size %s): every step "
                     "repeats examples", len(train), cfg["batch_size"])
     return train, evaluation, report, fmt
