@@ -1,33 +1,37 @@
 """A minimal hand-written PyTorch training loop: the throughput reference for the Trainer.
 
-Same model (with the same LoRA adapter), same tokenized data, same micro batch,
-accumulation, optimizer, schedule and number of steps as a trial; nothing else
-(no evaluation, no logging, no checkpoints).
+Same set-up as a trial (trainers.prepare: the model with the same LoRA adapter, the same
+tokenized data, precision and micro batch), same accumulation, optimizer, lr and number of
+steps; nothing else (no evaluation, no logging, no checkpoints).
 """
 from __future__ import annotations
 
 import time
 
 import torch
-from transformers import DataCollatorForSeq2Seq, get_scheduler, set_seed
+from transformers import DataCollatorForSeq2Seq, get_scheduler
 
-from trainers.data import IGNORE, build_datasets
-from trainers.model import apply_lora, load_model, load_tokenizer
+from sweeper.core.rules import check_hyperparameters
+from trainers.data import IGNORE
+from trainers.prepare import prepare
+from trainers.trainer_setup import steps_plan
 
 
 def run(cfg: dict) -> dict:
-    set_seed(int(cfg["seed"]))
-    tok = load_tokenizer(cfg["model"])
-    model = apply_lora(load_model(cfg, "32-true"), cfg)
-    train_set, _, _, _ = build_datasets(cfg, tok)
-    micro = int(cfg["micro_batch_size"])
-    accumulation = int(cfg["batch_size"]) // micro
-    steps = int(cfg["max_steps"])
-    collate = DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding=True)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=micro, shuffle=True, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(int(cfg["seed"])))
+    check_hyperparameters(cfg)
+    prepared = prepare(cfg)
+    cfg, model = prepared.cfg, prepared.model
+    micro = prepared.micro_batch_size
+    accumulation = cfg["batch_size"] // micro
+    steps, _ = steps_plan(cfg, len(prepared.train_set))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the Trainer puts it
+    model.to(device)
+    autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(prepared.precision)
+    collate = DataCollatorForSeq2Seq(prepared.tokenizer, label_pad_token_id=IGNORE, padding=True)
+    loader = torch.utils.data.DataLoader(prepared.train_set, batch_size=micro, shuffle=True, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(cfg["seed"]))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    optimizer = torch.optim.AdamW(params, lr=prepared.derived.effective_lr, weight_decay=cfg["weight_decay"])
     scheduler = get_scheduler(cfg["scheduler"]["name"], optimizer, num_warmup_steps=int(0.1 * steps),
                               num_training_steps=steps)
     model.train()
@@ -40,12 +44,16 @@ def run(cfg: dict) -> dict:
             except StopIteration:
                 batches = iter(loader)
                 batch = next(batches)
+            batch = {k: v.to(device) for k, v in batch.items()}
             tokens += int(batch["attention_mask"].sum())
-            loss = model(**batch).loss / accumulation
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                loss = model(**batch).loss / accumulation
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
+        torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # the steps are queued: wait for them before the clock stops
     seconds = time.perf_counter() - start
     return {"tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds}

@@ -44,12 +44,13 @@ def test_other_errors_are_not_swallowed():
 
 @pytest.mark.slow
 def test_auto_micro_batch_keeps_the_global_batch(monkeypatch, tmp_path):
-    import trainers.train as train_module
-    real = train_module.find_micro_batch
-    monkeypatch.setattr(train_module, "find_micro_batch",
+    import trainers.prepare as prepare_module
+    from trainers.train import train
+    real = prepare_module.find_micro_batch
+    monkeypatch.setattr(prepare_module, "find_micro_batch",
                         lambda *a: real(*a, probe_fn=oom_above(2, [])))
     cfg = compose([*FAST, "micro_batch_size=auto"])
-    result = train_module.train(cfg, tmp_path)
+    result = train(cfg, tmp_path)
     assert result["state"] == "complete"
     assert result["micro_batch_size"] == 2 and result["gradient_accumulation_steps"] == 4  # 8 = 2 x 4
 

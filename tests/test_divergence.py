@@ -10,7 +10,7 @@ from conftest import TASKS, compose
 
 def guard(tmp_path, factor=3.0, min_steps=1):
     from trainers.callbacks import DivergenceGuard, MetricsFile, TrialOutcome
-    metrics, outcome = MetricsFile(tmp_path / "metrics.jsonl"), TrialOutcome()
+    metrics, outcome = MetricsFile(tmp_path), TrialOutcome()
     return metrics, outcome, DivergenceGuard(outcome, metrics, factor, min_steps)
 
 

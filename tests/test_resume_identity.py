@@ -1,5 +1,5 @@
 """A trial resumes only a checkpoint of its own config, and a resumed trial's tokens/s counts only what
-it trained (trainers/train.py)."""
+it trained (trainers/checkpoints.py, trainers/train.py)."""
 import json
 from pathlib import Path
 
@@ -39,7 +39,8 @@ def test_a_checkpoint_of_another_config_is_refused_and_left_alone(tmp_path):
 
 
 def test_a_checkpoint_without_a_fingerprint_is_refused(tmp_path):
-    from trainers.train import FINGERPRINT, train
+    from trainers.checkpoints import FINGERPRINT
+    from trainers.train import train
     cfg = compose(FAST)
     train(cfg, tmp_path)
     (next(tmp_path.glob("checkpoint-*")) / FINGERPRINT).unlink()  # as an older lr-sweeper wrote it
@@ -51,7 +52,8 @@ def test_a_checkpoint_without_a_fingerprint_is_refused(tmp_path):
 
 
 def test_a_retry_adopts_only_a_checkpoint_of_its_own_config(tmp_path):
-    from trainers.train import resume_point, train
+    from trainers.checkpoints import resume_point
+    from trainers.train import train
     dead = tmp_path / "trials" / "0"
     train(compose(FAST), dead)
     retry = tmp_path / "trials" / "1"

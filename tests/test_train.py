@@ -98,3 +98,6 @@ def test_a_run_that_ended_before_writing_its_result_is_not_trained_further(tmp_p
     assert again["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)
     assert again["initial_eval_loss"] == first["initial_eval_loss"]
     assert metric_steps(tmp_path) == sorted(set(metric_steps(tmp_path)))
+    # the final evaluation logs to the trial's own tb/, and the process environment is left alone
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*")) and not (tmp_path / "runs").exists()
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ

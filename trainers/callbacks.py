@@ -4,7 +4,6 @@ They share one TrialOutcome so the recipe knows why training stopped.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -13,23 +12,26 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from sweeper.core.record import TrialState, append_metrics, read_metrics, rewrite_metrics
+
 
 REFERENCE_LOGS = 3  # the divergence guard's reference: the worst of the first 3 train losses
 
 
 @dataclass
 class TrialOutcome:
-    state: str = "complete"      # complete | pruned | diverged | failed
+    state: TrialState = TrialState.COMPLETE
     reason: str = ""
 
-    def stop(self, control, state: str, reason: str) -> None:
-        if self.state == "complete":
+    def stop(self, control, state: TrialState, reason: str) -> None:
+        if self.state == TrialState.COMPLETE:
             self.state, self.reason = state, reason
         control.should_training_stop = True
 
 
 class MetricsFile(TrainerCallback):
-    """One JSON line per logged step: step, loss, lr, and eval metrics when evaluated.
+    """The trial's metrics.jsonl (read and written through sweeper.core.record): one JSON line
+    per logged step: step, loss, lr, and eval metrics when evaluated.
 
     The Trainer logs train and eval metrics in separate calls at the same step;
     they are merged into one line. On resume, lines past the checkpoint's step
@@ -37,26 +39,22 @@ class MetricsFile(TrainerCallback):
     (step 0) keeps none, so an earlier run's lines never mix in.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, trial_dir: Path):
+        self.trial_dir = trial_dir
         self.pending: dict | None = None
         self.history: list[dict] = []
         self._reference: float | None = None
 
     def reload(self, upto_step: int) -> None:
         """Keeps the lines up to a resumed run's step (a kill may have torn the last one)."""
-        kept = []
-        if self.path.exists() and upto_step > 0:
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a line cut short by a kill: everything after it is suspect
-                if row.get("step", 0) <= upto_step:
-                    kept.append(row)
+        kept = read_metrics(self.trial_dir, upto_step) if upto_step > 0 else []
         self.history = kept
         self._reference = None
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        rewrite_metrics(self.trial_dir, kept)
+
+    def append(self, row: dict) -> None:
+        self.history.append(row)
+        append_metrics(self.trial_dir, row)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.reload(state.global_step)
@@ -84,9 +82,7 @@ class MetricsFile(TrainerCallback):
     def _flush(self) -> None:
         if self.pending is None:
             return
-        self.history.append(self.pending)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(self.pending) + "\n")
+        self.append(self.pending)
         self.pending = None
 
     def reference_loss(self) -> tuple[float, list[int]] | None:
@@ -131,11 +127,11 @@ class DivergenceGuard(TrainerCallback):
         step = state.global_step
         start = self.metrics.reference_loss()
         if not math.isfinite(loss):
-            self.outcome.stop(control, "diverged", f"train loss became {loss} at step {step}")
+            self.outcome.stop(control, TrialState.DIVERGED, f"train loss became {loss} at step {step}")
         elif start is not None and step >= self.min_steps and loss > self.factor * start[0]:
-            self.outcome.stop(control, "diverged", f"train loss {loss:.3g} at step {step} is over "
+            self.outcome.stop(control, TrialState.DIVERGED, f"train loss {loss:.3g} at step {step} is over "
                               f"{self.factor:g}x the first train losses ({_steps(start[1])}: {start[0]:.3g})")
-        if self.outcome.state == "diverged":  # no evaluation or checkpoint of a diverged model
+        if self.outcome.state == TrialState.DIVERGED:  # no evaluation or checkpoint of a diverged model
             control.should_evaluate = control.should_save = False
 
 
@@ -156,7 +152,7 @@ class PruningReporter(TrainerCallback):
             return
         self.reporter.report(float(value), state.global_step)
         if state.global_step < state.max_steps and self.reporter.should_prune():
-            self.outcome.stop(control, "pruned", f"pruned at step {state.global_step}: "
+            self.outcome.stop(control, TrialState.PRUNED, f"pruned at step {state.global_step}: "
                               f"{self.objective} {value:.4g} is worse than the study's pruner allows")
             control.should_save = True  # a pruned trial keeps its last checkpoint
 

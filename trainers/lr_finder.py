@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from sweeper.core.contract import validate
-from trainers.data import IGNORE, build_datasets
-from trainers.model import apply_lora, load_model, load_tokenizer, resolve_precision
+from trainers.data import IGNORE
+from trainers.prepare import prepare
 
 log = logging.getLogger(__name__)
 RULE = "steepest descent of the smoothed loss (Lightning's lr_find rule)"
@@ -94,30 +94,28 @@ def plot(recorder: RangeRecorder, found: dict, out: Path) -> None:
 
 
 def lr_range_test(cfg: dict, run_dir: str | Path) -> dict:
+    """Runs the test on a throwaway copy of the model (nothing is saved); writes lr_find.json
+    and lr_find.png into run_dir and returns the suggestion."""
     run_dir = Path(run_dir)
     settings = cfg.get("lr_find") or {}
-    min_lr, max_lr = float(settings.get("min_lr", 1e-6)), float(settings.get("max_lr", 1.0))
-    steps = int(settings.get("steps", 60))
+    min_lr, max_lr = settings.get("min_lr", 1e-6), settings.get("max_lr", 1.0)
+    steps = int(settings.get("steps", 60))  # the rules accept 60.0 for an integer
     cfg = {**cfg, "lr": min_lr}
-    validate(cfg)
-    set_seed(int(cfg["seed"]))
-    precision = resolve_precision(cfg["precision"])
-    tok = load_tokenizer(cfg["model"])
-    model = apply_lora(load_model(cfg, precision), cfg)  # a throwaway copy: nothing is saved
-    train_set, _, _, _ = build_datasets(cfg, tok)
-    micro = int(cfg["batch_size"]) if cfg["micro_batch_size"] == "auto" else int(cfg["micro_batch_size"])
+    validate(cfg)  # lr_find's settings among the rest
+    run = prepare(cfg)
+    cfg, model = run.cfg, run.model
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=min_lr,
-                                  weight_decay=float(cfg["weight_decay"]))
+                                  weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (max_lr / min_lr) ** (s / steps))
     recorder = RangeRecorder(scheduler)
     args = TrainingArguments(
-        output_dir=str(run_dir / "scratch"), max_steps=steps, per_device_train_batch_size=micro,
-        gradient_accumulation_steps=int(cfg["batch_size"]) // micro, logging_steps=1,
+        output_dir=str(run_dir / "scratch"), max_steps=steps, per_device_train_batch_size=run.micro_batch_size,
+        gradient_accumulation_steps=cfg["batch_size"] // run.micro_batch_size, logging_steps=1,
         logging_nan_inf_filter=False, save_strategy="no", eval_strategy="no", report_to=[],
-        max_grad_norm=float(cfg["max_grad_norm"]), bf16=precision == "bf16-mixed", fp16=precision == "16-mixed",
-        seed=int(cfg["seed"]), disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available())
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, optimizers=(optimizer, scheduler),
-                      data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding=True),
+        max_grad_norm=cfg["max_grad_norm"], bf16=run.precision == "bf16-mixed", fp16=run.precision == "16-mixed",
+        seed=cfg["seed"], disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available())
+    trainer = Trainer(model=model, args=args, train_dataset=run.train_set, optimizers=(optimizer, scheduler),
+                      data_collator=DataCollatorForSeq2Seq(run.tokenizer, label_pad_token_id=IGNORE, padding=True),
                       callbacks=[recorder])
     trainer.remove_callback(PrinterCallback)  # the plot and the json hold every point
     trainer.train()

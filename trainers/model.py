@@ -12,7 +12,6 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.rules import lora_alpha
 from trainers.lora_targets import fan_in_fan_out, resolve_targets
 
 log = logging.getLogger(__name__)
@@ -62,20 +61,21 @@ def load_model(cfg, precision: str):
         raise ConfigError("model.name_or_path", f"{model_cfg['name_or_path']}: cannot load the model "
                           f"({_short(err)})") from None
     window = getattr(model.config, "max_position_embeddings", None)
-    if window is not None and int(cfg["max_seq_length"]) > window:
+    if window is not None and cfg["max_seq_length"] > window:
         raise ConfigError("max_seq_length", f"{cfg['max_seq_length']} exceeds the model's context window "
                           f"(max_position_embeddings {window}); accepted: at most {window}")
     model.config.use_cache = False
     return model
 
 
-def apply_lora(model, cfg):
+def apply_lora(model, cfg, alpha: float | None):
+    """`alpha`: rules.derive's lora_alpha (None: a full fine-tune)."""
     lora = cfg["lora"]
-    if lora.get("r") is None:
+    if alpha is None:
         log.info("lora.r is null: full fine-tune of all %s parameters", f"{model.num_parameters():,}")
         return model
     targets = resolve_targets(model, list(lora["targets"]))
-    config = LoraConfig(r=int(lora["r"]), lora_alpha=lora_alpha(cfg), lora_dropout=float(lora["dropout"]),
+    config = LoraConfig(r=lora["r"], lora_alpha=alpha, lora_dropout=lora["dropout"],
                         target_modules=targets, fan_in_fan_out=fan_in_fan_out(model), task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
     trainable, total = model.get_nb_trainable_parameters()

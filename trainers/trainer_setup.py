@@ -1,0 +1,141 @@
+"""The transformers Trainer for a trial: its TrainingArguments (the scheduler group's names are
+transformers' own), its metric, and SweepTrainer, the Trainer with a checkpoint fingerprint
+and a cheap FLOP count."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from sweeper.core.layout import QUIET_ENV
+from trainers.callbacks import StepProgress
+from trainers.checkpoints import write_fingerprint
+from trainers.data import IGNORE
+from trainers.prepare import Prepared
+
+log = logging.getLogger(__name__)
+
+
+def quiet() -> bool:
+    return os.environ.get(QUIET_ENV) == "1"
+
+
+def steps_plan(cfg, n_train: int) -> tuple[int, int]:
+    """(max_steps for the Trainer, steps per epoch). max_steps > 0 wins over epochs."""
+    per_epoch = math.ceil(n_train / cfg["batch_size"])
+    if cfg["max_steps"] > 0:
+        log.info("max_steps=%s overrides epochs=%s (ignored); one epoch is %d steps of %s examples",
+                 cfg["max_steps"], cfg["epochs"], per_epoch, cfg["batch_size"])
+        return cfg["max_steps"], per_epoch
+    return math.ceil(per_epoch * cfg["epochs"]), per_epoch
+
+
+def scheduler_arguments(sched: dict, max_steps: int) -> dict:
+    """TrainingArguments for the scheduler group. Its warmup is checked by the rules; the keys of
+    single schedulers (min_lr_rate, decay_ratio, ...) are not, hence their casts."""
+    kwargs: dict = {}
+    if sched["name"] == "cosine_with_min_lr":
+        kwargs = {"min_lr_rate": float(sched.get("min_lr_rate", 0.1))}
+    elif sched["name"] == "warmup_stable_decay":
+        total = max(max_steps, 1)
+        kwargs = {"num_decay_steps": max(1, int(total * float(sched.get("decay_ratio", 0.2)))),
+                  "min_lr_ratio": float(sched.get("min_lr_ratio", 0.0)),
+                  "decay_type": sched.get("decay_type", "cosine")}
+    warmup = sched.get("warmup") or 0
+    return {"lr_scheduler_type": sched["name"], "lr_scheduler_kwargs": kwargs,
+            "warmup_steps": int(warmup) if warmup >= 1 else warmup}  # >= 1: steps (5.0 is 5); below: a ratio
+
+
+def training_arguments(run: Prepared, trial_dir: Path, max_steps: int, micro: int, fresh: bool) -> TrainingArguments:
+    cfg = run.cfg
+    return TrainingArguments(
+        output_dir=str(trial_dir),
+        learning_rate=run.derived.effective_lr,
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=max(micro, 16),
+        gradient_accumulation_steps=cfg["batch_size"] // micro,
+        max_steps=max_steps,
+        weight_decay=cfg["weight_decay"],
+        max_grad_norm=cfg["max_grad_norm"],
+        eval_strategy="steps", eval_steps=cfg["eval_interval"],
+        eval_on_start=fresh,  # the untrained model's eval loss: the baseline every trial must beat
+        save_strategy="steps", save_steps=cfg["save_interval"], save_total_limit=1,
+        # every log costs a few ms (TensorBoard flush, metrics line): every step would cost ~15% throughput
+        logging_steps=cfg.get("log_interval") or 1, logging_nan_inf_filter=False,  # the guard must see NaN
+        report_to=[],  # TensorBoard is added by build_trainer, writing to the trial's tb/
+        bf16=run.precision == "bf16-mixed", fp16=run.precision == "16-mixed",
+        seed=cfg["seed"], data_seed=cfg["seed"],
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=quiet(),
+        **scheduler_arguments(cfg["scheduler"], max_steps),
+    )
+
+
+def exact_match(eval_pred) -> dict:
+    """Sequence accuracy: every response token predicted (teacher-forced argmax equals the
+    label at every position, which is exactly when greedy decoding reproduces the answer)."""
+    preds, labels = eval_pred.predictions, eval_pred.label_ids
+    preds, labels = preds[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    correct = ((preds == labels) | ~mask).all(axis=1) & mask.any(axis=1)
+    return {"accuracy": float(np.mean(correct))}
+
+
+def argmax_logits(logits, labels):
+    """Keeps only the predicted token ids of each evaluation batch, not the whole vocabulary's logits."""
+    return logits.argmax(dim=-1)
+
+
+class SweepTrainer(Trainer):
+    """The Trainer, with its FLOP estimate made cheap: the stock one counts the model's parameters
+    on every micro step, which costs ~5% of a small model's step time."""
+
+    _non_embedding_params: int | None = None
+    fingerprint: dict | None = None
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Writes the config fingerprint into the checkpoint before the Trainer does: its
+        trainer_state.json, written last, marks a checkpoint complete, so every complete one has it.
+        (A private hook: tests/test_hf_private_apis.py pins its signature.)"""
+        if self.fingerprint is not None:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            write_fingerprint(folder, self.fingerprint)
+        super()._save_checkpoint(model, trial)
+
+    def floating_point_ops(self, inputs) -> int:
+        if self._non_embedding_params is None:
+            self._non_embedding_params = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * self._non_embedding_params * int(inputs["input_ids"].numel())
+
+
+def tensorboard(log_dir: Path) -> TensorBoardCallback:
+    """The Trainer's TensorBoard callback, writing to log_dir. Its logging_dir is otherwise read
+    from the TENSORBOARD_LOGGING_DIR environment variable (TrainingArguments.logging_dir is gone in
+    transformers 5), which one process running many trials should not set; a tb_writer passed in
+    would be closed at train end, and the final evaluation's writer reopened under output_dir/runs/."""
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(log_dir)
+    return callback
+
+
+def build_trainer(run: Prepared, trial_dir: Path, max_steps: int, micro: int, fresh: bool, callbacks: list,
+                  fingerprint: dict) -> SweepTrainer:
+    trainer = SweepTrainer(
+        model=run.model, args=training_arguments(run, trial_dir, max_steps, micro, fresh),
+        train_dataset=run.train_set, eval_dataset=run.eval_set,
+        data_collator=DataCollatorForSeq2Seq(run.tokenizer, label_pad_token_id=IGNORE, padding=True),
+        compute_metrics=exact_match, preprocess_logits_for_metrics=argmax_logits,
+        callbacks=[tensorboard(trial_dir / "tb"), *callbacks])  # where report_to would put it
+    trainer.fingerprint = fingerprint  # every checkpoint records it
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if not quiet():
+        trainer.add_callback(StepProgress)
+    return trainer
