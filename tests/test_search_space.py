@@ -1,4 +1,6 @@
 """Hydra overrides -> Optuna search space (sweeper/search_space.py)."""
+import logging
+
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -21,7 +23,53 @@ def test_intervals_and_choices():
     lr = space.distributions["lr"]
     assert isinstance(lr, FloatDistribution) and lr.log and lr.low == 1e-5
     assert space.distributions["lora.r"] == CategoricalDistribution([8, 16, 32])
-    assert space.distributions["batch_size"] == CategoricalDistribution([8, 16])
+    assert space.distributions["batch_size"] == IntDistribution(8, 16, step=8)
+
+
+def test_integer_range_is_an_ordered_axis_and_still_a_grid():
+    space = parse(["lora.r=range(8,33,8)", "lr=1e-3,1e-2"])
+    assert space.distributions["lora.r"] == IntDistribution(8, 32, step=8)
+    assert space.is_grid and len(space.grid()) == 8
+    assert sorted({p["lora.r"] for p in space.grid()}) == [8, 16, 24, 32]
+    assert all(type(p["lora.r"]) is int for p in space.grid())
+    assert parse(["lora.r=range(32,7,-8)"]).distributions["lora.r"] == IntDistribution(8, 32, step=8)
+    assert not parse(["lora.r=range(8,33,8)", "lr=interval(1e-5,1e-3)"]).is_grid
+
+
+def test_float_range_stays_a_list():
+    dist = parse(["x=range(0.5,2.0,0.5)"]).distributions["x"]
+    assert isinstance(dist, CategoricalDistribution) and len(dist.choices) == 3
+
+
+def test_an_integer_interval_is_not_a_grid_axis():
+    assert not parse(["max_steps=interval(20,60)"]).is_grid
+
+
+def test_glob_is_refused_naming_what_is_accepted():
+    with pytest.raises(ConfigError, match=r"glob\(\) is not supported in a sweep; accepted: .*range\(") as err:
+        parse(["model=glob(*)"])
+    assert err.value.field == "model" and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw", ["lr=tag(lg,interval(1e-5,1e-3))", "lr=tag(lg,log,interval(1e-5,1e-3))"])
+def test_unknown_tags_are_refused_naming_log(raw):
+    with pytest.raises(ConfigError, match="unknown tag lg; accepted: log"):
+        parse([raw])
+
+
+def test_log_tag_on_a_list_is_refused():
+    with pytest.raises(ConfigError, match="interval only"):
+        parse(["lr=tag(log,choice(1e-3,1e-2))"])
+
+
+def test_repeated_values_are_dropped_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="sweeper"):
+        space = parse(["lr=1e-3,0.001,1e-2,1e-3", "lora.r=8,16"])
+    assert space.distributions["lr"] == CategoricalDistribution([1e-3, 1e-2])
+    assert len(space.grid()) == 4
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == ["lr: repeated values dropped: 0.001, 0.001 (each value runs once)"]
+    assert parse(["x=1,1.0"]).distributions["x"] == CategoricalDistribution([1, 1.0])  # int vs float: two
 
 
 def test_interval_over_an_integer_setting_samples_integers():
