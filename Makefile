@@ -15,7 +15,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: setup demo test test-fast bench tensorboard report clean tiny
+.PHONY: setup demo test test-fast bench tensorboard dashboard report clean tiny
 
 setup: $(STAMP)
 
@@ -53,6 +53,13 @@ bench: setup
 SWEEP ?= results
 tensorboard: setup
 	$(BIN)/tensorboard --logdir $(SWEEP) --host 127.0.0.1
+
+# optuna-dashboard on a sweep's study: make dashboard DIR=results/<sweep> (or STORAGE=<optuna url>)
+DIR ?= results/$(DEMO_NAME)
+STORAGE ?= sqlite:///$(abspath $(DIR))/study.db
+dashboard: setup
+	@$(BIN)/python -c "import optuna_dashboard" 2>/dev/null || $(PIP) install "optuna-dashboard>=0.17"
+	$(BIN)/optuna-dashboard --host 127.0.0.1 "$(STORAGE)"
 
 report: setup
 	$(BIN)/python -m sweeper.report results/$(DEMO_NAME)

@@ -19,8 +19,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SLOT, SPACE
-from sweeper.study import counts_toward_budget
+from sweeper.core.layout import BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SPACE
+from sweeper.study import counts_toward_budget, enqueue_slot, set_study_marks, study_marks
 from sweeper.sweep_dir import check_same_space
 
 log = logging.getLogger("sweeper")
@@ -56,23 +56,24 @@ def open_study(spec: StudySpec) -> optuna.Study:
                               "objectives, or a new sweep.name") from None
     study.pruner = optuna.pruners.NopPruner()  # pruning is decided inside each trial
     if created:
-        study.set_user_attr(SPACE, spec.space_signature)
-        study.set_user_attr(PRUNER, json.dumps(spec.pruner))
-        study.set_user_attr(OBJECTIVE, spec.objectives[0])
+        study.set_metric_names(spec.objectives)  # optuna-dashboard's axes say eval_loss, not "Objective 0"
+        set_study_marks(spec.storage, spec.name, {SPACE: spec.space_signature, PRUNER: json.dumps(spec.pruner),
+                                                  OBJECTIVE: spec.objectives[0]})
         fill_budget(study, spec)
-        study.set_user_attr(BUDGET_READY, True)
+        set_study_marks(spec.storage, spec.name, {BUDGET_READY: True})
         return study
     deadline = time.time() + 60  # another sweeper is creating it: wait for its budget
-    while not study.user_attrs.get(BUDGET_READY) and time.time() < deadline:
+    while not study_marks(spec.storage, spec.name).get(BUDGET_READY) and time.time() < deadline:
         time.sleep(0.5)
-    check_same_space(spec.name, spec.sweep_dir, study.user_attrs.get(SPACE), spec.space_signature)
+    check_same_space(spec.name, spec.sweep_dir, study_marks(spec.storage, spec.name).get(SPACE),
+                     spec.space_signature)
     fill_budget(study, spec)
     return study
 
 
 def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
     live = [t for t in study.get_trials(deepcopy=False)
-            if counts_toward_budget(t) and t.user_attrs.get(REPEAT_OF) is None]  # repeats come on top
+            if counts_toward_budget(t) and t.system_attrs.get(REPEAT_OF) is None]  # repeats come on top
     room = max(0, spec.n_trials - len(live))
     if spec.grid is not None:
         seen = {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True) for t in live}
@@ -80,7 +81,7 @@ def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
     else:
         points = [{}] * room
     for params in points:
-        study.enqueue_trial(params, user_attrs={SLOT: True})
+        enqueue_slot(study, params)
 
 
 def retry_orphans(study: optuna.Study) -> int:
@@ -100,16 +101,15 @@ def enqueue_repeats(study: optuna.Study, top_k: int, seeds: int, base_seed: int,
         return 0
     trials = study.get_trials(deepcopy=False)
     sign = 1 if minimize else -1
-    originals = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(REPEAT_OF) is None),
+    originals = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.system_attrs.get(REPEAT_OF) is None),
                        key=lambda t: sign * t.values[0])[:top_k]
-    have = {(t.user_attrs.get(REPEAT_OF), t.user_attrs.get(REPEAT_SEED)) for t in trials if counts_toward_budget(t)}
+    have = {(t.system_attrs.get(REPEAT_OF), t.system_attrs.get(REPEAT_SEED)) for t in trials if counts_toward_budget(t)}
     added = 0
     for original in originals:
         for i in range(1, seeds):
             seed = base_seed + i
             if (original.number, seed) not in have:
-                study.enqueue_trial(original.params, user_attrs={SLOT: True, REPEAT_OF: original.number,
-                                                                 REPEAT_SEED: seed})
+                enqueue_slot(study, original.params, {REPEAT_OF: original.number, REPEAT_SEED: seed})
                 added += 1
     if added:
         log.info("seed repeats: %d trials (top %d configs x %d more seeds)", added, len(originals), seeds - 1)

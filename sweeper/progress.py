@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from optuna.trial import TrialState
 
-from sweeper.core.layout import REPEAT_OF, SURPLUS, USER_STATE
+from sweeper.core.layout import OUTCOME, REPEAT_OF, SURPLUS
 from sweeper.study import counts_toward_budget
 
 STATES = ("complete", "pruned", "diverged", "failed", "duplicate")
@@ -42,14 +42,14 @@ class Progress:
         counts = dict.fromkeys(STATES, 0)
         best = None
         for t in trials:
-            state = t.user_attrs.get(USER_STATE)
-            if state not in counts or t.user_attrs.get(SURPLUS):
+            state = t.user_attrs.get(OUTCOME)
+            if state not in counts or t.system_attrs.get(SURPLUS):
                 continue
             counts[state] += 1
             if state == "complete" and t.state == TrialState.COMPLETE and math.isfinite(t.values[0]):
                 if best is None or (t.values[0] < best[0] if self.minimize else t.values[0] > best[0]):
                     best = (t.values[0], t.number)
-        repeats = sum(1 for t in trials if t.user_attrs.get(REPEAT_OF) is not None and counts_toward_budget(t))
+        repeats = sum(1 for t in trials if t.system_attrs.get(REPEAT_OF) is not None and counts_toward_budget(t))
         return counts, self.n_trials + repeats, best
 
     def finished(self, number: int, result: dict) -> None:

@@ -26,7 +26,7 @@ class StudyReporter:
         study_id = storage.get_study_id_from_name(study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
         study = optuna.load_study(study_name=study_name, storage=storage)
-        study.pruner = load_pruner(study)
+        study.pruner = load_pruner(storage, study_name)
         self.trial = optuna.Trial(study, trial_id)
         self.multi_objective = len(study.directions) > 1  # Optuna cannot prune those
         self.may_prune = may_prune

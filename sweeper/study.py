@@ -16,7 +16,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import PRUNER, STORAGE_ENV, SURPLUS, USER_STATE
+from sweeper.core.layout import OUTCOME, PRUNER, REASON, SLOT, SURPLUS
 from sweeper.redact import redact
 
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
@@ -119,8 +119,8 @@ def make_pruner(spec: dict) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def load_pruner(study: optuna.Study) -> optuna.pruners.BasePruner:
-    spec = study.user_attrs.get(PRUNER)
+def load_pruner(storage, study_name: str) -> optuna.pruners.BasePruner:
+    spec = study_marks(storage, study_name).get(PRUNER)
     return make_pruner(json.loads(spec) if isinstance(spec, str) else spec or {"name": "none"})
 
 
@@ -129,4 +129,35 @@ def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
     A trial failed by the heartbeat (its retry carries on) or a surplus trial does not count."""
     if t.state in (TrialState.RUNNING, TrialState.WAITING):
         return True
-    return t.user_attrs.get(USER_STATE) is not None and not t.user_attrs.get(SURPLUS)
+    return t.user_attrs.get(OUTCOME) is not None and not t.system_attrs.get(SURPLUS)
+
+
+def set_trial_marks(storage, study_name: str, number: int, marks: dict) -> None:
+    """Bookkeeping on a running trial, as system attributes (Optuna 5's Trial has no setter)."""
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    for key, value in marks.items():
+        storage.set_trial_system_attr(trial_id, key, value)
+
+
+def study_marks(storage, study_name: str) -> dict:
+    return storage.get_study_system_attrs(storage.get_study_id_from_name(study_name))
+
+
+def set_study_marks(storage, study_name: str, marks: dict) -> None:
+    study_id = storage.get_study_id_from_name(study_name)
+    for key, value in marks.items():
+        storage.set_study_system_attr(study_id, key, value)
+
+
+def tell_outcome(trial: optuna.Trial, outcome: str, reason: str) -> None:
+    """What a user sees in optuna-dashboard: the outcome, and the reason when there is one."""
+    trial.set_user_attr(OUTCOME, outcome)
+    if reason:
+        trial.set_user_attr(REASON, reason[:500])
+
+
+def enqueue_slot(study: optuna.Study, params: dict, marks: dict | None = None) -> None:
+    """A WAITING trial of the budget, as study.enqueue_trial makes it (params fixed in its
+    "fixed_params" system attribute), with our marks beside them instead of in user attributes."""
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING,
+                                              system_attrs={"fixed_params": params, SLOT: True, **(marks or {})}))

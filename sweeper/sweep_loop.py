@@ -26,7 +26,7 @@ from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.collect import refresh
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, USER_STATE, SweepLayout
+from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
 from sweeper.executors import Executor, TrialLaunch, make_executor
@@ -38,7 +38,8 @@ from sweeper.retries import resume_from
 from sweeper.sampling import make_sampler
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, heartbeat_interval
-from sweeper.study import default_storage_url, is_journal, lock_journal, make_storage
+from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
+                           tell_outcome)
 from sweeper.tell import reuse_twin, tell
 
 log = logging.getLogger("sweeper")
@@ -127,23 +128,24 @@ class SweepLoop:
         })
 
     # ----- running ---------------------------------------------------------------------------------
-    def _ask(self) -> optuna.Trial | None:
-        """A budget slot of the study (a WAITING trial), or None when none is left."""
+    def _ask(self) -> tuple[optuna.Trial, dict] | None:
+        """A budget slot of the study (a WAITING trial) and its marks, or None when none is left."""
         while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             trial = self.study.ask(fixed_distributions=self.space.distributions)
-            if trial.user_attrs.get(SLOT):
-                return trial
+            marks = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).system_attrs
+            if marks.get(SLOT):
+                return trial, marks
             # another sweeper popped the last slot between our look and our ask
-            trial.set_user_attr(SURPLUS, True)
-            trial.set_user_attr(USER_STATE, "failed")
+            set_trial_marks(self.storage, self.name, trial.number, {SURPLUS: True})
+            tell_outcome(trial, "failed", "surplus: another sweeper took the study's last slot")
             self.study.tell(trial, state=TrialState.FAIL)
         return None
 
-    def _launch(self, trial: optuna.Trial) -> TrialLaunch:
+    def _launch(self, trial: optuna.Trial, marks: dict) -> TrialLaunch:
         params, extra = dict(trial.params), []
-        if trial.user_attrs.get(REPEAT_OF) is not None:  # the same config, another seed
+        if marks.get(REPEAT_OF) is not None:  # the same config, another seed
             params.pop("seed", None)
-            extra = [f"seed={trial.user_attrs[REPEAT_SEED]}", f"trial.repeat_of={trial.user_attrs[REPEAT_OF]}"]
+            extra = [f"seed={marks[REPEAT_SEED]}", f"trial.repeat_of={marks[REPEAT_OF]}"]
         overrides = self.space.overrides(params) + extra + [
             f"sweep.name={self.name}", f"trial.study={self.name}", f"trial.number={trial.number}"]
         dead = resume_from(self.study, trial.number, self.layout)
@@ -167,17 +169,18 @@ class SweepLoop:
                 if heartbeat_interval(self.storage):
                     fail_stale_trials(self.study)
                 while len(running) < self.s.parallel and failures < self.s.max_failures:
-                    trial = self._ask()
-                    if trial is None:
+                    asked = self._ask()
+                    if asked is None:
                         break
-                    reused = reuse_twin(self.study, trial)
+                    trial, marks = asked
+                    reused = reuse_twin(self.study, self.storage, trial, marks)
                     if reused is not None:
                         progress.finished(trial.number, reused)
                         continue
                     beat = Heartbeat(self.storage, self.name, trial.number).start()
                     running[trial.number] = (trial, beat)
-                    executor.submit(self._launch(trial))
-                    progress.started(trial.number, trial.params, trial.user_attrs.get(REPEAT_SEED))
+                    executor.submit(self._launch(trial, marks))
+                    progress.started(trial.number, trial.params, marks.get(REPEAT_SEED))
                 if not running:
                     if failures >= self.s.max_failures:
                         print(f"error: stopped after {failures} failed trials (hydra.sweeper.max_failures="

@@ -8,9 +8,10 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper import sweep_dir as dir_checks
-from sweeper.core.layout import DUPLICATE_OF, REASON, REPEAT_OF, USER_STATE
+from sweeper.core.layout import DUPLICATE_OF, REPEAT_OF
 from sweeper.core.record import read_result
 from sweeper.sampling import finished_twin
+from sweeper.study import set_trial_marks, tell_outcome
 
 _STUDY_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
                 "diverged": TrialState.PRUNED,  # TPE learns from it as a bad trial
@@ -32,8 +33,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, trial_dir: Path, exit_code: i
     bad = [(o, v) for o, v in zip(objectives, values) if not (isinstance(v, (int, float)) and math.isfinite(v))]
     if state == "complete" and bad:
         state, result["reason"] = "failed", f"objective {bad[0][0]} is {bad[0][1]!r}"
-    trial.set_user_attr(USER_STATE, state)
-    trial.set_user_attr(REASON, str(result.get("reason") or "")[:500])
+    tell_outcome(trial, state, str(result.get("reason") or ""))
     if state == "complete":
         study.tell(trial, [float(v) for v in values] if len(values) > 1 else float(values[0]))
     elif len(objectives) > 1 and state != "failed":
@@ -43,19 +43,18 @@ def tell(study: optuna.Study, trial: optuna.Trial, trial_dir: Path, exit_code: i
     return {**result, "state": state}
 
 
-def reuse_twin(study: optuna.Study, trial: optuna.Trial) -> dict | None:
+def reuse_twin(study: optuna.Study, storage, trial: optuna.Trial, marks: dict) -> dict | None:
     """A sampled config the study already finished is not trained again (seed repeats are
     meant to be): the trial takes its twin's result, as Optuna's FAQ recommends."""
-    if trial.user_attrs.get(REPEAT_OF) is not None:
+    if marks.get(REPEAT_OF) is not None:
         return None
     twin = finished_twin(study.get_trials(deepcopy=False), trial,
-                         skip=lambda t: t.user_attrs.get(REPEAT_OF) is not None)
+                         skip=lambda t: t.system_attrs.get(REPEAT_OF) is not None)
     if twin is None:
         return None
     reason = f"drew exactly the config of trial {twin.number}: not run again, its result reused"
-    trial.set_user_attr(DUPLICATE_OF, twin.number)
-    trial.set_user_attr(USER_STATE, "duplicate")
-    trial.set_user_attr(REASON, reason)
+    set_trial_marks(storage, study.study_name, trial.number, {DUPLICATE_OF: twin.number})
+    tell_outcome(trial, "duplicate", reason)
     if twin.state == TrialState.COMPLETE:
         study.tell(trial, twin.values if len(twin.values) > 1 else twin.values[0])
     else:

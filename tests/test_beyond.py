@@ -49,8 +49,8 @@ def test_seed_repeats_choose_the_winner_on_the_mean(tmp_path):
                     *FAST])
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = optuna.load_study(study_name="rep", storage=f"sqlite:///{sweep / 'study.db'}")
-    repeats = [t for t in study.trials if t.user_attrs.get("lr_sweeper.repeat_of") is not None]
-    assert len(repeats) == 2 and {t.user_attrs["lr_sweeper.repeat_seed"] for t in repeats} == {43, 44}
+    repeats = [t for t in study.trials if t.system_attrs.get("lr_sweeper:repeat_of") is not None]
+    assert len(repeats) == 2 and {t.system_attrs["lr_sweeper:repeat_seed"] for t in repeats} == {43, 44}
     best_original = min((t for t in study.trials if t not in repeats), key=lambda t: t.value)
     assert all(t.params == best_original.params for t in repeats)
     best = read_json(sweep / "best.json")

@@ -41,7 +41,7 @@ def finish_and_check(sweep):
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="fault", storage=f"sqlite:///{sweep / 'study.db'}")
-    told = [t for t in study.trials if t.user_attrs.get("lr_sweeper.state")]
+    told = [t for t in study.trials if t.user_attrs.get("outcome")]
     assert sorted(t.params["lr"] for t in told) == LRS          # none lost, none twice
     assert all(t.state == TrialState.COMPLETE for t in told)
     assert all(t.state.is_finished() for t in study.trials)

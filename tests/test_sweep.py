@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def told(sweep_dir, name):
     """Trials the sweeper finished and told the study about (retried ghosts excluded)."""
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
-    return [t for t in study.trials if t.user_attrs.get("lr_sweeper.state")], study
+    return [t for t in study.trials if t.user_attrs.get("outcome")], study
 
 
 def test_card_command_exactly_as_typed(tmp_path):
@@ -71,7 +71,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
                     *FAST])
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials, _ = told(sweep, "f")
-    by_state = {t.user_attrs["lr_sweeper.state"]: t for t in trials}
+    by_state = {t.user_attrs["outcome"]: t for t in trials}
     assert set(by_state) == {"complete", "failed"}
     failed = read_json(sweep / "trials" / str(by_state["failed"].number) / "result.json")
     assert failed["state"] == "failed" and "model.name_or_path" in failed["reason"]
@@ -130,7 +130,7 @@ def assert_split_without_duplicates(study, sweep, outs):
     trials = study.trials
     assert len({t.number for t in trials}) == len(trials)
     assert all(t.state.is_finished() for t in trials)
-    counted = [t for t in trials if t.user_attrs.get("lr_sweeper.state") and not t.user_attrs.get("lr_sweeper.surplus")]
+    counted = [t for t in trials if t.user_attrs.get("outcome") and not t.system_attrs.get("lr_sweeper:surplus")]
     assert len(counted) == 6
     assert all(t.state == TrialState.COMPLETE for t in counted)
     started = [line.split()[1] for out in outs for line in out.splitlines() if line.strip().startswith("trial ")

@@ -69,7 +69,7 @@ def test_two_workers_finish_the_budget_with_distinct_configs(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    done = [t for t in study_trials(sweep, "two") if t.user_attrs.get("lr_sweeper.state") == "complete"]
+    done = [t for t in study_trials(sweep, "two") if t.user_attrs.get("outcome") == "complete"]
     lrs = [t.params["lr"] for t in done]
     assert len(lrs) == 6 and len(set(lrs)) == 6, lrs
     assert any("[6/6]" in out for out, _ in outs)  # progress counts the study, not one process
@@ -83,11 +83,11 @@ def test_a_config_the_study_finished_is_not_trained_again(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = study_trials(sweep, "dup")
     trained = [t for t in trials if (sweep / "trials" / str(t.number) / "result.json").exists()]
-    reused = [t for t in trials if t.user_attrs.get("lr_sweeper.duplicate_of") is not None]
+    reused = [t for t in trials if t.system_attrs.get("lr_sweeper:duplicate_of") is not None]
     assert sorted(t.params["lr"] for t in trained) == [1e-3, 1e-2]
     assert len(trained) + len(reused) == 4 and len(reused) >= 2
     for t in reused:
-        twin = next(o for o in trials if o.number == t.user_attrs["lr_sweeper.duplicate_of"])
+        twin = next(o for o in trials if o.number == t.system_attrs["lr_sweeper:duplicate_of"])
         assert t.params == twin.params and t.value == twin.value
     assert "[4/4]" in proc.stdout
 
@@ -116,7 +116,7 @@ def test_journal_storage_one_sweeper_at_a_time_and_orphans_retried(tmp_path):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     trials = optuna.load_study(study_name="j", storage=storage).trials
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
-    complete = [t for t in trials if t.user_attrs.get("lr_sweeper.state") == "complete"]
+    complete = [t for t in trials if t.user_attrs.get("outcome") == "complete"]
     assert sorted(t.params["lr"] for t in complete) == [1e-3, 1e-2]
     journal.write_text("garbage, not a journal\n")
     assert "cannot read the journal" in one_line_error(run_cli(args))

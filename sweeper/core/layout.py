@@ -86,13 +86,15 @@ QUIET_ENV = "LR_SWEEPER_QUIET"        # "1": no progress bars (pool slots, tests
 THREADS_ENV = "LR_SWEEPER_NUM_THREADS"  # CPU threads for a trial sharing the machine with others
 
 # ----- what the sweeper stores on a study and its trials ---------------------------------------------
-USER_STATE = "lr_sweeper.state"       # set on every trial the sweeper told: complete/pruned/diverged/failed/duplicate
-SLOT = "lr_sweeper.slot"              # set on trials the sweeper enqueued (the n_trials budget)
-SURPLUS = "lr_sweeper.surplus"        # a trial asked after another sweeper took the last slot
-REASON = "lr_sweeper.reason"
-REPEAT_OF, REPEAT_SEED = "lr_sweeper.repeat_of", "lr_sweeper.repeat_seed"  # a seed repeat of trial N, its seed
-DUPLICATE_OF = "lr_sweeper.duplicate_of"  # drew exactly a finished trial's config: its result was reused
-SPACE = "lr_sweeper.space"            # study: the search space it was made with
-PRUNER = "lr_sweeper.pruner"          # study: the pruner's settings, so any trial process rebuilds it
-OBJECTIVE = "lr_sweeper.objective"    # study: the objective's name
-BUDGET_READY = "lr_sweeper.budget_ready"  # study: its budget is enqueued (other sweepers wait for it)
+# Shown in optuna-dashboard (user attributes): what became of a trial, and why.
+OUTCOME = "outcome"                   # complete | pruned | diverged | failed | duplicate
+REASON = "reason"                     # set only when there is one
+# Bookkeeping (system attributes, out of the user's table).
+SLOT = "lr_sweeper:slot"              # a trial the sweeper enqueued (the n_trials budget)
+SURPLUS = "lr_sweeper:surplus"        # asked after another sweeper took the last slot
+REPEAT_OF, REPEAT_SEED = "lr_sweeper:repeat_of", "lr_sweeper:repeat_seed"  # a seed repeat of trial N, its seed
+DUPLICATE_OF = "lr_sweeper:duplicate_of"  # drew exactly a finished trial's config: its result was reused
+SPACE = "lr_sweeper:space"            # study: the search space it was made with
+PRUNER = "lr_sweeper:pruner"          # study: the pruner's settings, so any trial process rebuilds it
+OBJECTIVE = "lr_sweeper:objective"    # study: the objective's name
+BUDGET_READY = "lr_sweeper:budget_ready"  # study: its budget is enqueued (other sweepers wait for it)
