@@ -43,6 +43,9 @@ class Prepared:
 
 
 def prepare(cfg: dict) -> Prepared:
+    """Seed, precision, derived values, tokenizer, data (read, tokenized and reported), then the
+    model with its adapter, and the micro batch. `cfg` has passed the rules; a bad model or data
+    file is a ConfigError here."""
     cfg = normalized(cfg)
     if os.environ.get(THREADS_ENV):  # a trial sharing the machine with other trials
         torch.set_num_threads(int(os.environ[THREADS_ENV]))
