@@ -56,3 +56,54 @@ def draw_curves(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+MARKERS = {"complete": "o", "pruned": "x", "diverged": "v", "failed": "s", "running": "."}
+
+
+def _x_axis(table: pd.DataFrame, swept: list[str]) -> str | None:
+    """The lr the optimizer saw (effective_lr when it was scaled), else the first numeric swept key."""
+    for column in ["effective_lr", "lr", *swept]:
+        if column in table and pd.to_numeric(table[column], errors="coerce").nunique() > 1:
+            return column
+    return None
+
+
+def draw_search(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
+    """search.png: lr against the final objective, one point per trial; colour = the other swept
+    keys' values, marker = state; the best trial ringed. None when no numeric key varies."""
+    objective = info.get("objective", "eval_loss")
+    swept = [k for k in info.get("search_space", {}) if k in table]
+    x = _x_axis(table, swept)
+    if x is None or objective not in table:
+        return None
+    data = table.assign(_x=pd.to_numeric(table[x], errors="coerce"),
+                        _y=pd.to_numeric(table[objective], errors="coerce")).dropna(subset=["_x", "_y"])
+    if data.empty:
+        return None
+    others = [k for k in swept if k not in (x, "lr")]
+    groups = data[others].astype(str).agg(", ".join, axis=1) if others else pd.Series("", index=data.index)
+    if groups.nunique() > 10 and others:  # too many combinations for a legend: the first key only
+        others, groups = others[:1], data[others[0]].astype(str)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.get_cmap("tab10")
+    for i, (group, rows) in enumerate(data.groupby(groups, sort=True)):
+        label = f"{', '.join(others)} = {group}" if others else "trials"
+        for j, (state, points) in enumerate(rows.groupby("state")):
+            ax.scatter(points["_x"], points["_y"], marker=MARKERS.get(state, "o"), color=colours(i % 10),
+                       s=45, label=label if j == 0 else None)
+    best = data[data["best"] == "*"] if "best" in data else data.iloc[0:0]
+    ax.scatter(best["_x"], best["_y"], s=220, facecolors="none", edgecolors="black", linewidths=1.5,
+               label="best")
+    if _log_scale_helps(data["_x"]):
+        ax.set_xscale("log")
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(f"final {objective.replace('_', ' ')}")
+    ax.set_title("the search: o complete, x pruned, v diverged, s failed")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = sweep_dir / "search.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,10 +1,11 @@
 """Results from trial directories alone (sweeper/collect.py, report, best_config, redact). No torch."""
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
-from sweeper.collect import build_table, refresh
+from sweeper.collect import build_table, refresh, to_markdown
 from sweeper.redact import redact
 from sweeper.report import main as report_main
 
@@ -98,3 +99,37 @@ def test_report_cli_rebuilds_and_prints(sweep, capsys):
 ])
 def test_redact_hides_passwords_only(text, shown):
     assert redact(text) == shown
+
+
+def test_printed_table_fits_100_columns_and_summary_md_keeps_every_column(tmp_path):
+    s = tmp_path / "wide"
+    s.mkdir()
+    swept = ["lr", "scheduler", "lora.r", "batch_size", "weight_decay"]
+    (s / "sweep.json").write_text(json.dumps({"study": "wide", "objective": "eval_loss", "direction": "minimize",
+                                              "search_space": {k: "..." for k in swept}, "sampler": "tpe",
+                                              "pruner": {"name": "median"}}))
+    for n, (lr, sched, r, bs) in enumerate([(1e-3, "cosine_with_min_lr", 8, 8), (3e-3, "linear", 16, 16),
+                                             (1e-2, "warmup_stable_decay", 32, 32)]):
+        d = make_trial(s, n, "complete" if n < 2 else "pruned", 2.0 - n / 10, lr)
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([
+            f"lr={lr}", f"scheduler={sched}", f"lora.r={r}", f"batch_size={bs}", "weight_decay=0.01",
+            f"trial.number={n}"]))
+        result = json.loads((d / "result.json").read_text())
+        result.update(reason="pruned at step 10: eval loss 2.3 worse than the median of the other trials at "
+                      "that step, which was 2.1 (hydra.sweeper.pruner=median)" if n == 2 else "",
+                      tokens_per_second=1000.0 + n, tokens=4096, wall_seconds=3.5 + n, peak_memory_mb=0.0,
+                      train_loss=2.5, eval_accuracy=0.25 * n, params={"lr": lr, "batch_size": bs, "seed": 1})
+        (d / "result.json").write_text(json.dumps(result))
+    table = build_table(s)
+    info = json.loads((s / "sweep.json").read_text())
+    printed = to_markdown(table, info)
+    assert max(map(len, printed.splitlines())) <= 100, printed
+    header = next(line for line in printed.splitlines() if line.startswith("| "))
+    for column in ["trial", "state", "best", "eval_loss", *swept[:3]]:
+        assert f" {column} " in header, (column, header)
+    assert "summary.md and summary.csv" in printed and "median of the other" in printed
+    refresh(s)
+    md = (s / "summary.md").read_text()
+    md_header = next(line for line in md.splitlines() if line.startswith("| "))
+    assert all(f" {c} " in md_header for c in table.columns if c != "reason"), md_header
+    assert list(pd.read_csv(s / "summary.csv").columns) == list(table.columns)
