@@ -8,7 +8,6 @@ SLURM or was killed half-way is summarised the same way.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import textwrap

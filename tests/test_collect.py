@@ -83,7 +83,8 @@ def test_refresh_writes_every_output_and_best_yaml_reruns_the_winner(sweep):
     assert "_self_" in best["defaults"]
     winner = [line for line in (sweep / "summary.md").read_text().splitlines() if "| *" in line]
     assert len(winner) == 1 and "complete" in winner[0]
-    assert list((sweep / "trials" / "1" / "tb").glob("*.lrsweeper-hparams"))
+    assert list((sweep / "trials" / "1" / "tb").glob("*.lrsweeper-session-complete"))
+    assert list(sweep.glob("*.lrsweeper-experiment-*"))
 
 
 def test_report_cli_rebuilds_and_prints(sweep, capsys):
