@@ -71,7 +71,14 @@ def format_value(value) -> str:
     return "null" if value is None else str(value)
 
 
-def _check_tags(key: str, raw: str, sweep) -> None:
+def check_grammar(override: Override, raw: str) -> None:
+    """What the Optuna space cannot take, refused in one line: glob() (Hydra expands it only with a
+    config loader) and tags other than log. Safe to call before anything iterates the sweep."""
+    if not override.is_sweep_override():
+        return
+    key, sweep = override.get_key_element(), override.value()
+    if isinstance(sweep, Glob):
+        raise ConfigError(key, f"{raw!r}: glob() is not supported in a sweep; accepted: {GRAMMAR}")
     tags = set(getattr(sweep, "tags", None) or ())
     unknown = sorted(tags - set(TAGS))
     if unknown:
@@ -113,11 +120,8 @@ def _unique(key: str, values: list) -> list:
 
 def _distribution(override: Override, raw: str) -> tuple[BaseDistribution, bool]:
     """The axis, and whether it is an integer range (an ordered grid axis)."""
-    key = override.get_key_element()
-    sweep = override.value()
-    if isinstance(sweep, Glob):
-        raise ConfigError(key, f"{raw!r}: glob() is not supported in a sweep; accepted: {GRAMMAR}")
-    _check_tags(key, raw, sweep)
+    key, sweep = override.get_key_element(), override.value()
+    check_grammar(override, raw)
     if override.is_interval_sweep():
         return _interval(key, raw, sweep), False
     values = list(override.sweep_iterator()) if override.is_range_sweep() else list(sweep.list)

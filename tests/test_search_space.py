@@ -1,5 +1,6 @@
 """Hydra overrides -> Optuna search space (sweeper/search_space.py)."""
 import logging
+import re
 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -93,3 +94,15 @@ def test_default_sweep_name_is_stable_and_depends_on_the_command():
     assert a == default_sweep_name(["scheduler=cosine", "lr=1e-5,3e-4"], "config")
     assert a != default_sweep_name(["lr=1e-5,3e-4", "scheduler=linear"], "config")
     assert a.startswith("lr-scheduler-")
+
+
+@pytest.mark.parametrize("raw, says", [("model=glob(*)", "glob() is not supported"),
+                                       ("lr=glob(*,exclude=x)", "glob() is not supported"),
+                                       ("lr=tag(lg,interval(1e-5,1e-3))", "unknown tag lg")])
+def test_check_grammar_refuses_before_anything_iterates_the_sweep(raw, says):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from sweeper.search_space import check_grammar
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        check_grammar(OverridesParser.create().parse_override(raw), raw)
+    check_grammar(OverridesParser.create().parse_override("lr=1e-3,1e-2"), "lr=1e-3,1e-2")  # fine: no error
