@@ -201,8 +201,8 @@ def _pipe(shown: pd.DataFrame, names: dict) -> str:
 
 def to_markdown(table: pd.DataFrame, info: dict, width: int | None = WIDTH, notes: list[str] = ()) -> str:
     """The table in markdown. width=None: every column (summary.md); else what varies, fitted to width."""
-    shown = table.drop(columns=["reason"]).map(_fmt) if not table.empty else table
-    columns = list(shown.columns) if width is None or table.empty else terminal_columns(shown, info, width)
+    shown = table.drop(columns=["reason"], errors="ignore").map(_fmt)
+    columns = list(shown.columns) if width is None else terminal_columns(shown, info, width)
     left_out = len(shown.columns) - len(columns)
     head = (f"Objective: {info.get('objective')} ({info.get('direction')}), sampler {info.get('sampler', '?')}, "
             f"pruner {(info.get('pruner') or {}).get('name', '?')}. `*` marks the best complete trial"
