@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from sweeper.best_model import exported_path
 from sweeper.core.layout import SweepLayout
 from sweeper.redact import redact
 from sweeper.core.record import write_json_atomic, write_text_atomic
@@ -34,10 +35,13 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
     seeds = int(row["seeds"]) if "seeds" in row and pd.notna(row["seeds"]) else 1
     backing = (f"# Backed by {seeds} seeds: {objective} mean {row[f'{objective}_mean']:.6g}, "
                f"std {row[f'{objective}_std']:.3g}\n" if seeds > 1 else "# Backed by 1 seed\n")
+    model = exported_path(sweep_dir, table)
     header = (f"# Best trial of study {info.get('study', sweep_dir.name)}: trial {number}, "
               f"{objective} = {row[objective]:.6g} ({info.get('direction', 'minimize')}d)\n" + backing +
-              f"# Re-run: python -m sweeper --config-dir {sweep_dir} --config-name best\n")
-    document = {"defaults": ["schema", {"override hydra/sweeper": "lr_sweeper"}, "_self_"], **config,
+              f"# Re-run: python -m sweeper --config-dir {sweep_dir} --config-name best\n" +
+              (f"# Its trained adapter: {model} (peft: AutoPeftModelForCausalLM.from_pretrained)\n" if model else ""))
+    document = {"defaults": ["schema", {"override hydra/sweeper": "lr_sweeper"},
+                             {"override hydra/help": "lr_sweeper"}, "_self_"], **config,
                 "hydra": {"run": {"dir": str(sweep_dir / "best-rerun" / "${now:%Y-%m-%d_%H-%M-%S}")}}}
     text = redact(header + yaml.safe_dump(document, sort_keys=False))
     out = sweep_dir / "best.yaml"
@@ -47,5 +51,5 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
         "value": float(row[objective]), "direction": info.get("direction", "minimize"), "seeds": seeds,
         "mean": float(row[f"{objective}_mean"]) if seeds > 1 else None,
         "std": float(row[f"{objective}_std"]) if seeds > 1 else None,
-        "trial_dir": str(SweepLayout.of(sweep_dir).trial_dir(number))})
+        "trial_dir": str(SweepLayout.of(sweep_dir).trial_dir(number)), "model": str(model) if model else None})
     return out

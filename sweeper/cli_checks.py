@@ -19,6 +19,7 @@ from hydra.errors import HydraException
 
 from sweeper.core.errors import ConfigError, Problems
 from sweeper.core.schema import type_problem
+from sweeper.search_space import check_grammar
 
 GROUPS = ("model", "data", "scheduler", "lora", "trainer")
 _FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
@@ -169,6 +170,8 @@ def check_argv(argv: list[str], default_conf: Path) -> None:
         p.check(check_key, override, known, sweeper_keys)
         if len(p.errors) > before:
             continue  # an unknown key has no type or options to check
+        if p.check(check_grammar, override, arg) is None and len(p.errors) > before:
+            continue  # glob(), an unknown tag: nothing more to check in it
         p.check(check_type, override)
         p.check(check_group, override, arg, dirs)
     p.raise_any()

@@ -227,7 +227,7 @@ PLOT_EVERY_SECONDS = 30.0
 def refresh(sweep_dir: str | Path, running: set[int] | None = None, final: bool = True) -> pd.DataFrame:
     """Rewrites every summary file; each writer is independent so one failure hides nothing else.
     Mid-sweep (final=False) curves.png, the costly part, is redrawn at most every 30 seconds."""
-    from sweeper import best_config, hparams, importance, plots
+    from sweeper import best_config, best_model, hparams, importance, plots
 
     sweep_dir = Path(sweep_dir)
     info = sweep_info(sweep_dir)
@@ -240,6 +240,8 @@ def refresh(sweep_dir: str | Path, running: set[int] | None = None, final: bool 
     draw = final or now - _last_plot.setdefault(sweep_dir, now) >= PLOT_EVERY_SECONDS  # first one 30 s in
     writers = [("best.yaml", lambda: best_config.write_best(sweep_dir, table, info)),
                ("hparams", lambda: hparams.write_hparams(sweep_dir, table))]
+    if final:  # mid-sweep it would copy every new leader's model
+        writers.append(("best model", lambda: best_model.export(sweep_dir, table)))
     if draw:
         _last_plot[sweep_dir] = now
         writers[:0] = [("curves.png", lambda: plots.draw_curves(sweep_dir, table)),

@@ -52,8 +52,8 @@ class Preflight:
         backend = load_backend(base)
         validate(base, backend)
         for name, dist in self.space.distributions.items():
-            values = dist.choices if isinstance(dist, optuna.distributions.CategoricalDistribution) \
-                else [dist.low, dist.high]
+            values = ss.axis_values(dist) if name in self.space.ranges else dist.choices \
+                if isinstance(dist, optuna.distributions.CategoricalDistribution) else [dist.low, dist.high]
             for value in values:
                 cfg = self.compose(self.space.overrides({name: value})) if name in GROUPS \
                     else _with_value(base, name, value)

@@ -66,7 +66,14 @@ class Progress:
               file=self.stream, flush=True)
 
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:
-        from sweeper.collect import to_markdown, sweep_info
-        print("\n" + to_markdown(table, sweep_info(sweep_dir)), file=self.stream)
-        print(f"results: {sweep_dir}  (summary.md, summary.csv, curves.png, best.yaml; "
+        from sweeper.best_model import exported_path
+        from sweeper.collect import sweep_info, to_markdown
+        from sweeper.importance import summary_lines
+
+        info = sweep_info(sweep_dir)
+        print("\n" + to_markdown(table, info, notes=summary_lines(sweep_dir, info)), file=self.stream)
+        model = exported_path(sweep_dir, table)
+        if model is not None:
+            print(f"best model: {model}  (the winner's adapter, save_pretrained layout)", file=self.stream)
+        print(f"results: {sweep_dir}  (summary.md, summary.csv, curves.png, search.png, best.yaml; "
               f"tensorboard --logdir {sweep_dir})", file=self.stream, flush=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from sweeper.collect import WIDTH, refresh, sweep_info, to_markdown
 from sweeper.core.errors import ConfigError, exit_bad_input
 from sweeper.core.layout import SWEEP_INFO, SweepLayout
+from sweeper.best_model import exported_path
 from sweeper.importance import summary_lines
 
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         info = sweep_info(args.sweep_dir)
         print(to_markdown(table, info, width=None if args.wide else WIDTH, notes=summary_lines(args.sweep_dir, info)))
+        model = exported_path(args.sweep_dir, table)
+        if model is not None:
+            print(f"best model: {model}  (the winner's adapter, save_pretrained layout)")
         print(f"rebuilt: {args.sweep_dir}/summary.md, summary.csv, curves.png, search.png, best.yaml, "
               "TensorBoard HParams")
 

@@ -170,9 +170,9 @@ def integer_axes(space: SearchSpace, base: dict) -> None:
             space.distributions[name] = IntDistribution(int(dist.low), int(dist.high), log=dist.log)
 
 
-def default_sweep_name(arguments: list[str], config_name: str) -> str:
-    """Same command, same name: so re-running it continues the same study."""
-    swept = sorted(a.split("=", 1)[0].lstrip("+~") for a in arguments if "=" in a)
-    slug = "-".join(re.sub(r"[^\w]+", "_", k) for k in swept[:3]) or "sweep"
+def default_sweep_name(space: SearchSpace, arguments: list[str], config_name: str) -> str:
+    """Named by what is swept (lr-scheduler-<digest>), the digest of the whole command: the same
+    command continues the same study, another one makes another."""
+    slug = "-".join(re.sub(r"[^\w]+", "_", k) for k in sorted(space.distributions)[:3]) or "sweep"
     digest = hashlib.sha1("\n".join([config_name] + sorted(arguments)).encode()).hexdigest()[:8]
     return f"{slug}-{digest}"

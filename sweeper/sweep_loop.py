@@ -11,6 +11,7 @@ enqueues a retry, which resumes from the dead trial's checkpoint (retries.py).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.distributions import distribution_to_json
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from sweeper import search_space as ss
+from sweeper import best_model
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.collect import refresh
@@ -61,7 +64,8 @@ class SweepLoop:
         self.space = ss.parse(self.arguments)
         with open_dict(self.config):
             if self.config.sweep.name is None:
-                self.config.sweep.name = ss.default_sweep_name(self.arguments, str(self.config.hydra.job.config_name))
+                self.config.sweep.name = ss.default_sweep_name(self.space, self.arguments,
+                                                               str(self.config.hydra.job.config_name))
         self.name = str(self.config.sweep.name)
         self.space.fixed = [o for o in self.space.fixed if not o.startswith("sweep.name=")]  # each trial gets it
         sweep = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)
@@ -89,6 +93,8 @@ class SweepLoop:
         self.directions = [OBJECTIVES[base["objective"]]] + (
             [SECOND_OBJECTIVES[self.s.second_objective]] if self.s.second_objective else [])
         self.base_seed = int(base["seed"])
+        self.keep_checkpoints = base.get("keep_checkpoints") or "best"
+        self.merge_best = bool((base.get("best") or {}).get("merge"))
         self.storage = make_storage(self.storage_url, self.s.heartbeat_interval)
         # a journal has no heartbeat: one sweeper holds it, so RUNNING trials found now are orphans
         self.journal_lock = lock_journal(self.storage_url) if is_journal(self.storage_url) else None
@@ -123,7 +129,7 @@ class SweepLoop:
             "second_direction": self.directions[1] if len(self.directions) > 1 else None,
             "repeat": self.s.as_dict()["repeat"], "sampler": self.sampler_name, "pruner": self.s.pruner_spec(),
             "n_trials": self.n_trials, "parallel": self.s.parallel, "trial_subdir": self.layout.subdir,
-            "search_space": {k: repr(v) for k, v in self.space.distributions.items()},
+            "search_space": {k: json.loads(distribution_to_json(v)) for k, v in self.space.distributions.items()},
             "fixed": self.space.fixed,
         })
 
@@ -194,7 +200,9 @@ class SweepLoop:
                 for number, exit_code in executor.poll().items():
                     trial, beat = running.pop(number)
                     beat.stop()
+                    best_model.attach_adapter(trial, self.storage, self.sweep_dir, self.layout.trial_dir(number))
                     result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
+                    best_model.after_trial(self.layout.trial_dir(number), result["state"], self.keep_checkpoints)
                     failures += result["state"] == "failed"
                     refresh(self.sweep_dir, running=set(running), final=False)
                     progress.finished(number, result)
@@ -218,6 +226,9 @@ class SweepLoop:
                                   minimize=self.directions[0] == "minimize"):
             ok = self._drain(executor, progress)
         table = refresh(self.sweep_dir)
+        best_model.after_sweep(self.sweep_dir, table, self.keep_checkpoints)
+        if self.merge_best and best_model.exported_path(self.sweep_dir, table):
+            best_model.merge(self.sweep_dir)
         progress.summary(table, self.sweep_dir)
         if not ok:
             raise SystemExit(1)

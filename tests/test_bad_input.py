@@ -83,6 +83,10 @@ SWEEP = [
     (["lr=1e-4,1e-3", "objective=eval_accuracy"], "objective"),  # the study minimises
     (["lr=1e-4,1e-3", "lora.targets=[query,bogus]"], "lora.targets"),  # checked before any trial runs
     (["lr_sceduler=cosine,linear"], "did you mean scheduler?"),
+    (["model=glob(*)"], "glob() is not supported in a sweep"),       # a traceback before
+    (["lr=glob(*)"], "glob() is not supported in a sweep"),
+    (["lr=tag(lg,interval(1e-5,1e-3))"], "unknown tag lg; accepted: log"),  # silently ignored before
+    (["lr=tag(log,choice(1e-4,1e-3))"], "applies to an interval only"),
 ]
 
 

@@ -89,11 +89,13 @@ def test_added_keys_keep_their_prefix():
     assert space.overrides({"foo": 1}) == ["+foo=1"]
 
 
-def test_default_sweep_name_is_stable_and_depends_on_the_command():
-    a = default_sweep_name(["lr=1e-5,3e-4", "scheduler=cosine"], "config")
-    assert a == default_sweep_name(["scheduler=cosine", "lr=1e-5,3e-4"], "config")
-    assert a != default_sweep_name(["lr=1e-5,3e-4", "scheduler=linear"], "config")
-    assert a.startswith("lr-scheduler-")
+def test_default_sweep_name_is_stable_names_the_swept_keys_and_depends_on_the_command():
+    args = ["lr=1e-5,3e-4", "scheduler=cosine", "eval_interval=5"]
+    name = default_sweep_name(parse(args), args, "config")
+    assert name == default_sweep_name(parse(args[::-1]), args[::-1], "config")
+    other = ["lr=1e-5,3e-4", "scheduler=linear", "eval_interval=5"]
+    assert name != default_sweep_name(parse(other), other, "config")
+    assert name.startswith("lr-") and "eval_interval" not in name  # the swept keys only
 
 
 @pytest.mark.parametrize("raw, says", [("model=glob(*)", "glob() is not supported"),

@@ -36,7 +36,7 @@ def test_card_command_exactly_as_typed(tmp_path):
     assert lrs == {1e-5, 3e-4}
     for name in ("summary.csv", "summary.md", "curves.png", "best.yaml", "study.db"):
         assert (sweep / name).is_file(), name
-    assert "lr-scheduler-" in proc.stdout + proc.stderr  # the default, command-derived study name
+    assert "sweep lr-" in proc.stdout + proc.stderr  # the default study name: the swept keys + a digest
     assert "[2/2] trial" in proc.stdout and "elapsed" in proc.stdout  # the live progress line
     table = (sweep / "summary.md").read_text()
     assert table.count("| complete") == 2 and "1e-05" in table and "0.0003" in table
@@ -58,7 +58,7 @@ def test_pruning_stops_bad_trials_early_and_saves_steps(tmp_path):
     pruned = next(t for t in trials if t.state == TrialState.PRUNED)
     pruned_dir = sweep / "trials" / str(pruned.number)
     assert read_json(pruned_dir / "result.json")["state"] == "pruned"
-    assert list(pruned_dir.glob("checkpoint-*")), "a pruned trial keeps its checkpoint"
+    assert not list(pruned_dir.glob("checkpoint-*")), "keep_checkpoints=best: a pruned trial's checkpoints go"
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):

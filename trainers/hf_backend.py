@@ -25,6 +25,15 @@ class HFBackend:
 
         return train(dict(cfg), trial_dir, reporter, started=started)
 
+    def merge(self, cfg: Mapping, adapter_dir: Path, out_dir: Path) -> Path:
+        from peft import AutoPeftModelForCausalLM  # torch, here only
+        from transformers import AutoTokenizer
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir))
+        model.merge_and_unload().save_pretrained(str(out_dir))
+        AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out_dir))
+        return Path(out_dir)
+
     def find_lr(self, cfg: Mapping, out_dir: Path) -> dict:
         from trainers.lr_finder import lr_range_test
 

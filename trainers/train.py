@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 
+from sweeper.core.layout import FINAL_MODEL
 from sweeper.core.record import TrialState, write_result
 from sweeper.core.rules import check_hyperparameters
 from trainers.batch_size import free_memory, halve, is_out_of_memory
@@ -55,6 +56,8 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
     # validate: the run must end evaluated (unless it diverged)
     if outcome.state != TrialState.DIVERGED:
         evaluate_last_step(trainer, metrics)
+    if outcome.state == TrialState.COMPLETE:
+        save_final(trainer, run, trial_dir / FINAL_MODEL)
     result = summarize(run, metrics.history, outcome, trainer, per_epoch, train_seconds, time.time() - started,
                        resume, clock, oom_retry)
     write_result(trial_dir, result)
@@ -92,6 +95,14 @@ def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fing
             run.model.zero_grad(set_to_none=True)
             free_memory()
             micro, resume = smaller, newest_complete_checkpoint(trial_dir)
+
+
+def save_final(trainer: SweepTrainer, run: Prepared, out: Path) -> None:
+    """The trained adapter (peft's save_pretrained layout: adapter_config.json and
+    adapter_model.safetensors; the whole model for a full fine-tune) and its tokenizer, ready to
+    load: the sweeper exports the winner's as <sweep dir>/best/."""
+    trainer.save_model(str(out))
+    run.tokenizer.save_pretrained(str(out))
 
 
 def evaluate_last_step(trainer: SweepTrainer, metrics: MetricsFile) -> None:

@@ -46,6 +46,9 @@ class TrialBackend(Protocol):
     def find_lr(self, cfg: Mapping, out_dir: Path) -> dict:
         """The LR range test: {"suggested_lr", "interval": [low, high], "rule"}."""
 
+    def merge(self, cfg: Mapping, adapter_dir: Path, out_dir: Path) -> Path:
+        """The adapter in adapter_dir merged into cfg's base model, saved to out_dir."""
+
 
 def backend_name(cfg: Mapping) -> str:
     trainer = cfg.get("trainer") or {}

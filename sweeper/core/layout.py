@@ -72,6 +72,10 @@ class SweepLayout:
         return sorted(found, key=lambda p: int(p.name))
 
 
+FINAL_MODEL = "final"   # in a trial dir: the trained adapter (or model) of a complete trial, save_pretrained layout
+BEST_MODEL = "best"     # in a sweep dir: the winner's, exported
+
+
 def read_sweep_info(sweep_dir: str | Path) -> dict:
     try:
         info = json.loads((Path(sweep_dir) / SWEEP_INFO).read_text())

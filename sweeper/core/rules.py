@@ -20,6 +20,7 @@ PRECISIONS = ("auto", "bf16-true", "bf16-mixed", "16-mixed", "32-true")
 OBJECTIVES = {"eval_loss": "minimize", "eval_accuracy": "maximize"}
 SECOND_OBJECTIVES = {"tokens_per_second": "maximize", "peak_memory_mb": "minimize"}
 LORA_ABSTRACT_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
+KEEP_CHECKPOINTS = ("best", "all", "none")
 
 
 def number(cfg: Mapping, key: str, accepted: str, *, integer: bool = False) -> float:
@@ -128,6 +129,8 @@ def check_hyperparameters(cfg: Mapping) -> None:
     p.check(_check_intervals, cfg)
     p.check(choice, cfg, "precision", PRECISIONS)
     p.check(choice, cfg, "objective", tuple(OBJECTIVES))
+    if cfg.get("keep_checkpoints") is not None:
+        p.check(choice, cfg, "keep_checkpoints", KEEP_CHECKPOINTS)
     p.check(_check_seed, cfg)
     p.check(at_least, cfg, "weight_decay", 0, "a finite number >= 0")
     p.check(at_least, cfg, "max_grad_norm", 0, "a finite number >= 0 (0 turns clipping off)")

@@ -86,6 +86,11 @@ class TrialInfo:
 
 
 @dataclass
+class BestConfig:
+    merge: bool = False                # also write the winner's adapter merged into its base model
+
+
+@dataclass
 class TrialConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -108,6 +113,8 @@ class TrialConfig:
     objective: str = "eval_loss"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    keep_checkpoints: str = "best"     # best | all | none (sweeper/best_model.py)
+    best: BestConfig = field(default_factory=BestConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
