@@ -7,7 +7,6 @@ trial in any process rebuilds the same pruner from the storage alone.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
