@@ -14,6 +14,8 @@ redacted) or a study that cannot be opened: one line saying so, never an error.
 """
 from __future__ import annotations
 
+import json
+
 import warnings
 from pathlib import Path
 
@@ -77,8 +79,22 @@ def importances(study: optuna.Study, maximize: bool | None = None) -> tuple[dict
     return None, "importance: not computed (" + "; ".join(errors) + ")"
 
 
+_computed: dict[tuple, list[str]] = {}
+
+
 def summary_lines(sweep_dir: str | Path, info: dict) -> list[str]:
-    """A "What mattered" section: each key's importance with a bar, or one line saying why not."""
+    """A "What mattered" section: each key's importance with a bar, or one line saying why not.
+    The end of a sweep asks twice (summary.md, then the printed table): a study file that has
+    not changed since is not read again."""
+    db = Path(sweep_dir) / "study.db"
+    key = (str(Path(sweep_dir).resolve()), json.dumps(info, sort_keys=True, default=str),
+           db.stat().st_mtime_ns if db.exists() else None)
+    if key[2] is None or key not in _computed:
+        _computed[key] = _summary_lines(sweep_dir, info)
+    return _computed[key]
+
+
+def _summary_lines(sweep_dir: str | Path, info: dict) -> list[str]:
     study, note = open_study(sweep_dir, info)
     if study is None:
         return ["## What mattered", "", note]
