@@ -1,11 +1,7 @@
-"""Rebuilds everything a user looks at from the files under the sweep directory.
-
-    refresh(sweep_dir) -> DataFrame   # writes summary.csv, summary.md, curves.png,
-                                      # best.yaml and the TensorBoard HParams records
-
-Nothing here reads the study: a sweep that ran in-process, in a pool, on
-SLURM or was killed half-way is summarised the same way.
-"""
+"""Rebuilds everything a user looks at from the files under the sweep directory: refresh(sweep_dir)
+writes summary.csv/.md, curves.png, search.png, best.yaml, the best model and the HParams records.
+Only the importance section reads the study: a sweep that ran in-process, in a pool, on SLURM or
+was killed half-way is summarised the same way."""
 from __future__ import annotations
 
 import logging
