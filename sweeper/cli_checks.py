@@ -118,8 +118,7 @@ def check_type(override) -> None:
     for value in values:
         problem = type_problem(key, value)
         if problem:
-            shown = {None: "null", True: "true", False: "false"}.get(value, repr(value)) \
-                if not isinstance(value, (int, float)) or isinstance(value, bool) else repr(value)
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
             raise ConfigError(key, f"{shown} is not accepted; accepted: {_accepted(problem)}")
 
 

@@ -63,6 +63,7 @@ SINGLE = [
     (["batch_size=abc", "max_steps=1.5"], "batch_size: 'abc' is not accepted; accepted: an integer; "
                                           "max_steps: 1.5 is not accepted"),   # the schema's types, all at once
     (["model.trust_remote_code=maybe"], "accepted: true or false"),
+    (["max_steps=[1,2]", "seed={{a: 1}}"], "max_steps: [1, 2] is not accepted"),  # found by the property test
     (["--config-dir", "{d}/conf", "--config-name", "typed"], "batch_size: 'abc' (in config 'typed')"),
     (["lr_sceduler=cosine"], "did you mean scheduler?"),        # Hydra's advice (+key) would be a trap
     (["+lora_rank=64"], "did you mean lora.r?"),                # accepted and ignored before
