@@ -49,12 +49,6 @@ class TrialResult:
         measured = head.pop("measured")
         return {**measured, **head, "state": TrialState(self.state).value}
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrialResult":
-        known = {"state", "reason", "params", "objective", "value"}
-        return cls(state=TrialState(data["state"]), reason=str(data.get("reason") or ""),
-                   params=dict(data.get("params") or {}), objective=data.get("objective"),
-                   value=data.get("value"), measured={k: v for k, v in data.items() if k not in known})
 
 
 def _clean(value):
