@@ -90,10 +90,10 @@ def after_sweep(sweep_dir: Path, table: pd.DataFrame, keep: str) -> None:
     """keep=best keeps the winner's checkpoints only; keep=none keeps none (final/ stays)."""
     if keep == "all":
         return
-    best = winner(table)
+    best, layout = winner(table), SweepLayout.of(sweep_dir)
     for row in table.itertuples():
         if row.state == "complete" and (keep == "none" or int(row.trial) != best):
-            drop_checkpoints(SweepLayout.of(sweep_dir).trial_dir(int(row.trial)))
+            drop_checkpoints(layout.trial_dir(int(row.trial)))
 
 
 def _mkdir(path: Path) -> Path:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
 
 from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_result, write_result
 
 
-def resume_from(study: optuna.Study, number: int, layout: SweepLayout) -> Path | None:
+def resume_from(frozen: FrozenTrial, layout: SweepLayout) -> Path | None:
     """The directory of the trial this one retries (None for a first try), marked as such."""
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    number = frozen.number
     history = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
     if not history:
         return None

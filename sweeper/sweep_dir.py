@@ -15,8 +15,8 @@ from pathlib import Path
 from optuna.distributions import BaseDistribution, distribution_to_json
 
 from sweeper.core.errors import ConfigError
+from sweeper.core.layout import read_sweep_info
 
-SWEEP_INFO = "sweep.json"
 MIN_FREE_MB = 50  # a study.db, a few checkpoints and the table; a real model needs far more
 
 
@@ -27,10 +27,7 @@ def _start_anew(sweep_dir: Path) -> str:
 
 def claim(sweep_dir: Path, study_name: str) -> None:
     """A sweep directory belongs to the study that first wrote its sweep.json."""
-    try:
-        owner = json.loads((sweep_dir / SWEEP_INFO).read_text()).get("study")
-    except (OSError, ValueError, AttributeError):
-        return
+    owner = read_sweep_info(sweep_dir).get("study")
     if owner and owner != study_name:
         raise ConfigError("sweep.name", f"{sweep_dir} already holds study {owner!r}, and this command's "
                           f"search space makes study {study_name!r}; its trials/ would be overwritten; "

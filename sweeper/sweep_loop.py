@@ -21,7 +21,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import distribution_to_json
 from optuna.storages import fail_stale_trials
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import search_space as ss
 from sweeper import best_model
@@ -134,27 +134,29 @@ class SweepLoop:
         })
 
     # ----- running ---------------------------------------------------------------------------------
-    def _ask(self) -> tuple[optuna.Trial, dict] | None:
-        """A budget slot of the study (a WAITING trial) and its marks, or None when none is left."""
+    def _ask(self) -> tuple[optuna.Trial, FrozenTrial] | None:
+        """A budget slot of the study (a WAITING trial) and its stored record (marks, retry
+        history), or None when none is left."""
         while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             trial = self.study.ask(fixed_distributions=self.space.distributions)
-            marks = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number).system_attrs
-            if marks.get(SLOT):
-                return trial, marks
+            frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
+            if frozen.system_attrs.get(SLOT):
+                return trial, frozen
             # another sweeper popped the last slot between our look and our ask
             set_trial_marks(self.storage, self.name, trial.number, {SURPLUS: True})
             tell_outcome(trial, "failed", "surplus: another sweeper took the study's last slot")
             self.study.tell(trial, state=TrialState.FAIL)
         return None
 
-    def _launch(self, trial: optuna.Trial, marks: dict) -> TrialLaunch:
+    def _launch(self, trial: optuna.Trial, frozen: FrozenTrial) -> TrialLaunch:
+        marks = frozen.system_attrs
         params, extra = dict(trial.params), []
         if marks.get(REPEAT_OF) is not None:  # the same config, another seed
             params.pop("seed", None)
             extra = [f"seed={marks[REPEAT_SEED]}", f"trial.repeat_of={marks[REPEAT_OF]}"]
         overrides = self.space.overrides(params) + extra + [
             f"sweep.name={self.name}", f"trial.study={self.name}", f"trial.number={trial.number}"]
-        dead = resume_from(self.study, trial.number, self.layout)
+        dead = resume_from(frozen, self.layout)
         if dead is not None:
             overrides.append(f"trial.resume_from={dead}")
         return TrialLaunch(trial.number, overrides, self.layout.trial_dir(trial.number),
@@ -178,15 +180,15 @@ class SweepLoop:
                     asked = self._ask()
                     if asked is None:
                         break
-                    trial, marks = asked
-                    reused = reuse_twin(self.study, self.storage, trial, marks)
+                    trial, frozen = asked
+                    reused = reuse_twin(self.study, self.storage, trial, frozen.system_attrs)
                     if reused is not None:
                         progress.finished(trial.number, reused)
                         continue
                     beat = Heartbeat(self.storage, self.name, trial.number).start()
                     running[trial.number] = (trial, beat)
-                    executor.submit(self._launch(trial, marks))
-                    progress.started(trial.number, trial.params, marks.get(REPEAT_SEED))
+                    executor.submit(self._launch(trial, frozen))
+                    progress.started(trial.number, trial.params, frozen.system_attrs.get(REPEAT_SEED))
                 if not running:
                     if failures >= self.s.max_failures:
                         print(f"error: stopped after {failures} failed trials (hydra.sweeper.max_failures="

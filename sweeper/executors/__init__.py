@@ -36,4 +36,4 @@ def make_executor(config, hydra_context, task_function, parallel: int) -> Execut
         return InProcessExecutor(config, hydra_context, task_function, GROUPS)
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=hydra_context, task_function=task_function, config=config)
-    return LauncherExecutor(launcher, in_process)
+    return LauncherExecutor(launcher)

@@ -1,12 +1,11 @@
-"""Trials through a Hydra launcher: the basic one runs them in this process, one at a time;
-joblib, submitit and the like run a batch to its end before returning (their barrier)."""
+"""Trials through another Hydra launcher (joblib, submitit, ...): it runs a batch to its end
+before returning (its barrier). In-process trials are inprocess.py's."""
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 
 from sweeper.executors.base import TrialLaunch
-from sweeper.trial_env import trial_environment
 
 
 @contextmanager
@@ -26,8 +25,8 @@ def _process_environment(env: dict[str, str]):
 
 
 class LauncherExecutor:
-    def __init__(self, launcher, in_process: bool):
-        self.launcher, self.in_process = launcher, in_process
+    def __init__(self, launcher):
+        self.launcher = launcher
         self.queued: list[TrialLaunch] = []
 
     def submit(self, launch: TrialLaunch) -> None:
@@ -38,7 +37,7 @@ class LauncherExecutor:
         if not batch:
             return {}
         env = {k: v for launch in batch for k, v in launch.env.items()}  # one sweep, one environment
-        with (trial_environment if self.in_process else _process_environment)(env):
+        with _process_environment(env):
             returns = self.launcher.launch([launch.overrides for launch in batch],
                                            initial_job_idx=batch[0].number)
         # the status is informational: result.json in the trial dir is what counts
