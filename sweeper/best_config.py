@@ -20,7 +20,8 @@ from sweeper.core.record import write_json_atomic, write_text_atomic
 
 def best_config(trial_dir: Path) -> dict:
     config = yaml.safe_load((trial_dir / ".hydra" / "config.yaml").read_text())
-    config["trial"] = {"study": None, "number": None, "resume_from": None, "repeat_of": None}
+    config["trial"] = {**config.get("trial", {}), "study": None, "number": None, "resume_from": None,
+                       "repeat_of": None}  # trial.dir stays an interpolation: the re-run's own
     return config
 
 

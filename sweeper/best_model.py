@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from sweeper.core.layout import BEST_MODEL, FINAL_MODEL, SweepLayout
+from sweeper.core.layout import BEST_MODEL, CHECKPOINT_GLOBS, FINAL_MODEL, SweepLayout
 
 log = logging.getLogger("sweeper")
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -76,8 +76,9 @@ def merge(sweep_dir: Path) -> None:
 
 
 def drop_checkpoints(trial_dir: Path) -> None:
-    for checkpoint in trial_dir.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)
+    for pattern in CHECKPOINT_GLOBS:
+        for checkpoint in trial_dir.glob(pattern):
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def after_trial(trial_dir: Path, state: str, keep: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 
-from sweeper import trial_env
+from sweeper.core import trial_env
 from sweeper.core.layout import STORAGE_ENV
 from sweeper.study import default_storage_url, load_pruner, make_storage
 

@@ -13,9 +13,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from sweeper.core.record import TrialState, append_metrics, read_metrics, rewrite_metrics
+from trainers.divergence import REFERENCE_LOGS, divergence, reference_loss
 
 
-REFERENCE_LOGS = 3  # the divergence guard's reference: the worst of the first 3 train losses
 
 
 @dataclass
@@ -86,25 +86,14 @@ class MetricsFile(TrainerCallback):
         self.pending = None
 
     def reference_loss(self) -> tuple[float, list[int]] | None:
-        """Where the train loss started: the worst of the first REFERENCE_LOGS train losses (fewer
-        while fewer are logged, the one being logged included: single steps' losses vary several-fold
-        between batches, so no loss is judged before REFERENCE_LOGS are known), with their steps.
-        Train loss against train loss: an eval set can be much easier or harder than the training
-        rows. Recomputed from the rows, so a resumed run (rows reloaded from metrics.jsonl) keeps it."""
+        """Where the train loss started (trainers/divergence.py), the row being logged included;
+        recomputed from the rows, so a resumed run (rows reloaded from metrics.jsonl) keeps it."""
         if self._reference is not None:
             return self._reference
-        rows = self.history + ([self.pending] if self.pending else [])
-        first = [(r["step"], r["loss"]) for r in rows if "loss" in r][:REFERENCE_LOGS]
-        if not first:
-            return None
-        reference = (max(loss for _, loss in first), [step for step, _ in first])
-        if len(first) == REFERENCE_LOGS:  # from here on it cannot change
+        reference = reference_loss(self.history + ([self.pending] if self.pending else []))
+        if reference is not None and len(reference[1]) == REFERENCE_LOGS:  # from here on it cannot change
             self._reference = reference
         return reference
-
-
-def _steps(steps: list[int]) -> str:
-    return f"step {steps[0]}" if len(steps) == 1 else f"max of steps {steps[0]}-{steps[-1]}"
 
 
 class DivergenceGuard(TrainerCallback):
@@ -124,13 +113,9 @@ class DivergenceGuard(TrainerCallback):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
-        step = state.global_step
-        start = self.metrics.reference_loss()
-        if not math.isfinite(loss):
-            self.outcome.stop(control, TrialState.DIVERGED, f"train loss became {loss} at step {step}")
-        elif start is not None and step >= self.min_steps and loss > self.factor * start[0]:
-            self.outcome.stop(control, TrialState.DIVERGED, f"train loss {loss:.3g} at step {step} is over "
-                              f"{self.factor:g}x the first train losses ({_steps(start[1])}: {start[0]:.3g})")
+        why = divergence(loss, state.global_step, self.metrics.reference_loss(), self.factor, self.min_steps)
+        if why:
+            self.outcome.stop(control, TrialState.DIVERGED, why)
         if self.outcome.state == TrialState.DIVERGED:  # no evaluation or checkpoint of a diverged model
             control.should_evaluate = control.should_save = False
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Mapping
 
+import yaml
+
 from sweeper.core.errors import ConfigError, Problems
 from sweeper.core.rules import at_least, choice, get_dotted, number, show
 from trainers.lora_targets import check_targets
@@ -20,10 +22,15 @@ def is_local_path(name: str) -> bool:
 
 
 def context_window(model_dir: Path) -> int | None:
+    """From a transformers config.json, or a LitGPT checkpoint's model_config.yaml (block_size)."""
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return None
+        try:
+            config = yaml.safe_load((model_dir / "model_config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        return config.get("block_size") if isinstance(config.get("block_size"), int) else None
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         if isinstance(config.get(key), int):
             return config[key]

@@ -10,19 +10,9 @@ import resource
 import torch
 
 from sweeper.core.record import TrialResult, TrialState
+from sweeper.core.rules import flat_params
 from trainers.callbacks import FitClock, TrialOutcome
 from trainers.prepare import Prepared
-
-
-def flat_params(cfg, derived) -> dict:
-    """The hyperparameters a reader compares trials by, flat. `derived`: rules.derive(cfg)."""
-    lora, sched = cfg["lora"], cfg["scheduler"]
-    return {"lr": cfg["lr"], "effective_lr": derived.effective_lr, "lr_scaling": cfg.get("lr_scaling", "none"),
-            "batch_size": cfg["batch_size"], "micro_batch_size": cfg["micro_batch_size"],
-            "scheduler": sched["name"], "warmup": sched.get("warmup"), "lora.r": lora.get("r"),
-            "lora.alpha": derived.lora_alpha, "lora.targets": ",".join(lora.get("targets") or []),
-            "max_steps": cfg["max_steps"], "max_seq_length": cfg["max_seq_length"], "precision": cfg["precision"],
-            "seed": cfg["seed"], "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
 
 
 def peak_memory_mb() -> tuple[float, str]:

@@ -19,7 +19,11 @@ from typing import Mapping, Protocol
 from sweeper.core.errors import ConfigError, Problems
 from sweeper.core.rules import check_hyperparameters
 
-BACKENDS = {"hf": "trainers.hf_backend:HFBackend"}  # name -> "module:Class"
+BACKENDS = {  # name -> "module:Class"
+    "hf": "trainers.hf_backend:HFBackend",
+    "litgpt": "trainers.litgpt_backend:LitGPTBackend",
+    "command": "trainers.command_backend:CommandBackend",
+}
 DEFAULT_BACKEND = "hf"
 
 

@@ -36,6 +36,15 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("lr_sweeper.embedded"):
         OmegaConf.register_new_resolver("lr_sweeper.embedded", lambda rel: str(EMBEDDED_DIR / rel))
         OmegaConf.register_new_resolver("lr_sweeper.bundled_eval", bundled_eval)
+        OmegaConf.register_new_resolver("lr_sweeper.trial_dir", running_trial_dir)
+
+
+def running_trial_dir() -> str | None:
+    """The running trial's directory (Hydra's output dir); None outside a trial (a config read
+    by a tool), where ${hydra:runtime.output_dir} would fail to resolve."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
 
 
 # ----- the sweep directory ------------------------------------------------------------------------
@@ -74,6 +83,9 @@ class SweepLayout:
 
 FINAL_MODEL = "final"   # in a trial dir: the trained adapter (or model) of a complete trial, save_pretrained layout
 BEST_MODEL = "best"     # in a sweep dir: the winner's, exported
+# in a trial dir: the Trainer's checkpoint-N, and a process backend's checkpoints/ (LitGPT's step-N)
+CHECKPOINT_GLOBS = ("checkpoint-*", "checkpoints/step-*")
+NATIVE_CONFIG_SUFFIX = ".native.yaml"  # in a trial dir: the run's config in its trainer's own format
 
 
 def read_sweep_info(sweep_dir: str | Path) -> dict:
@@ -88,6 +100,7 @@ def read_sweep_info(sweep_dir: str | Path) -> dict:
 STORAGE_ENV = "LR_SWEEPER_STORAGE"    # the study's storage URL, never written into any config
 QUIET_ENV = "LR_SWEEPER_QUIET"        # "1": no progress bars (pool slots, tests)
 THREADS_ENV = "LR_SWEEPER_NUM_THREADS"  # CPU threads for a trial sharing the machine with others
+METRICS_ENV = "LR_SWEEPER_METRICS"    # trainer=command: the metrics.jsonl its command appends to
 
 # ----- what the sweeper stores on a study and its trials ---------------------------------------------
 # Shown in optuna-dashboard (user attributes): what became of a trial, and why.

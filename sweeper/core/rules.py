@@ -89,6 +89,18 @@ def derive(cfg: Mapping) -> Derived:
     return Derived(effective_lr(cfg), lora_alpha(cfg) if get_dotted(cfg, "lora.r") is not None else None, accumulation)
 
 
+def flat_params(cfg: Mapping, derived: Derived | None = None) -> dict:
+    """The hyperparameters a reader compares trials by, flat (result.json's params), for every backend."""
+    derived = derived or derive(cfg)
+    lora, sched = cfg["lora"], cfg["scheduler"]
+    return {"lr": cfg["lr"], "effective_lr": derived.effective_lr, "lr_scaling": cfg.get("lr_scaling", "none"),
+            "batch_size": cfg["batch_size"], "micro_batch_size": cfg["micro_batch_size"],
+            "scheduler": sched["name"], "warmup": sched.get("warmup"), "lora.r": lora.get("r"),
+            "lora.alpha": derived.lora_alpha, "lora.targets": ",".join(lora.get("targets") or []),
+            "max_steps": cfg["max_steps"], "max_seq_length": cfg["max_seq_length"], "precision": cfg["precision"],
+            "seed": cfg["seed"], "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
+
+
 def effective_lr(cfg: Mapping) -> float:
     """The lr the optimizer gets. lr_scaling couples it to the global batch: sqrt (the usual rule
     for Adam) or linear in batch_size / lr_reference_batch; none leaves lr as it is."""

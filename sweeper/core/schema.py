@@ -55,8 +55,23 @@ class LoraConfig:
 
 
 @dataclass
+class MetricTags:
+    """trainer=command + metrics=tensorboard: the command's TensorBoard tag for each of our metrics
+    (null: the tag has our name)."""
+    eval_loss: Optional[str] = None
+    eval_accuracy: Optional[str] = None
+    loss: Optional[str] = None         # train loss, for the divergence guard and the curves
+
+
+@dataclass
 class TrainerConfig:
-    name: str = "hf"                   # the trial backend (sweeper/core/contract.py)
+    """The trial backend (sweeper/core/contract.py) and the settings of the process backends."""
+    name: str = "hf"                   # hf | litgpt | command
+    config: Optional[str] = None       # litgpt: a config_hub-style YAML as the base (swept keys override it)
+    cmd: Optional[str] = None          # command: the command line, ${...} resolved against the trial's config
+    metrics: str = "jsonl"             # command: jsonl (metrics.jsonl lines) | tensorboard (scalars under the trial dir)
+    tags: MetricTags = field(default_factory=MetricTags)
+    grace_seconds: float = 10.0        # a stopped child gets SIGTERM, then SIGKILL after this long
 
 
 @dataclass
@@ -83,6 +98,7 @@ class TrialInfo:
     number: Optional[int] = None
     resume_from: Optional[str] = None
     repeat_of: Optional[int] = None
+    dir: Optional[str] = None          # the trial's directory (Hydra's output dir), for trainer.cmd
 
 
 @dataclass

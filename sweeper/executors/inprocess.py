@@ -21,7 +21,7 @@ from hydra.core.utils import configure_log, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweeper.executors.base import TrialLaunch
-from sweeper.trial_env import trial_environment
+from sweeper.core.trial_env import trial_environment
 
 log = logging.getLogger(__name__)
 

@@ -25,3 +25,8 @@ def trial_environment(env: dict[str, str]):
 
 def get(name: str) -> str | None:
     return _current.get().get(name, os.environ.get(name))
+
+
+def environment() -> dict[str, str]:
+    """The whole environment a child process of this trial gets."""
+    return {**os.environ, **_current.get()}

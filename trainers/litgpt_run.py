@@ -1,0 +1,179 @@
+"""One LitGPT trial: our data -> LitGPT's JSON data dir, our config -> its YAML, then
+`python -m litgpt finetune_lora --config <trial>/litgpt.native.yaml` under the shared watcher.
+
+    <trial dir>/litgpt.native.yaml  the exact config LitGPT ran (`litgpt finetune_lora --config` re-runs it)
+    <trial dir>/litgpt-data/        train.json and val.json: {"instruction": prompt, "output": answer}
+    <trial dir>/checkpoints/        LitGPT's out_dir: step-N/ saves and logs/csv/version_0/metrics.csv
+    <trial dir>/final/              LitGPT's final/ (the adapter and the merged model) of a complete trial
+
+The data is tokenized and cut as the hf backend cuts it (prompt from the left, answers kept; the
+same length report), then handed over as text with LitGPT's Default prompt style (the text as is)
+and the prompt masked. LitGPT cannot resume a LoRA run: a trial that finds an earlier run's files
+starts again from step 0 and says so in its reason.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from sweeper.core.layout import FINAL_MODEL, NATIVE_CONFIG_SUFFIX
+from sweeper.core.record import METRICS_FILE
+from sweeper.core.rules import derive
+from trainers.data import IGNORE, build_datasets
+from trainers.litgpt_backend import litgpt_config
+from trainers.process_trial import ChildTrial, run_child
+
+log = logging.getLogger(__name__)
+NATIVE_CONFIG = "litgpt" + NATIVE_CONFIG_SUFFIX
+DATA_DIR, OUT_DIR = "litgpt-data", "checkpoints"
+RESTARTED = "restarted from step 0: LitGPT cannot resume a LoRA run"
+
+
+def run_litgpt(cfg: dict, trial_dir: Path, reporter=None, started: float | None = None) -> dict:
+    started = started or time.time()
+    checkpoint = Path(str(cfg["model"]["name_or_path"])).expanduser().resolve()
+    note = _clear_earlier_run(trial_dir)
+    report, n_train, n_eval = write_data(cfg, checkpoint, trial_dir / DATA_DIR)
+    accumulation = derive(cfg).gradient_accumulation_steps
+    steps = int(cfg["max_steps"])
+    total = steps if steps > 0 else math.ceil(n_train / int(cfg["batch_size"])) * int(float(cfg["epochs"]))
+    config = litgpt_config(cfg, checkpoint, (trial_dir / DATA_DIR).resolve(), (trial_dir / OUT_DIR).resolve(),
+                           max_seq_length=report.max_seq_length, total_steps=total, train_examples=n_train,
+                           eval_iters=max(1, math.ceil(n_eval / int(cfg["micro_batch_size"]))),
+                           precision=resolve_precision(cfg["precision"]))
+    if cfg.get("max_grad_norm"):
+        log.warning("max_grad_norm=%s is not applied: LitGPT's finetune_lora does not clip gradients",
+                    cfg["max_grad_norm"])
+    native = trial_dir / NATIVE_CONFIG
+    native.write_text(yaml.safe_dump(config, sort_keys=False))
+    logs = LitGPTLogs(trial_dir / OUT_DIR / "logs" / "csv", accumulation)
+    child = ChildTrial(
+        argv=[sys.executable, "-m", "litgpt", "finetune_lora", "--config", str(native.resolve())],
+        read_rows=logs, max_steps=total, note=note,
+        no_metrics_hint=f"(no val_loss in {trial_dir / OUT_DIR / 'logs' / 'csv'}: see {trial_dir / 'stderr.log'})",
+        measure=lambda rows: {**logs.measure(), "truncation": report.as_dict(), "effective_lr": derive(cfg).effective_lr,
+                              "micro_batch_size": int(cfg["micro_batch_size"]),
+                              "gradient_accumulation_steps": accumulation, "precision": config["precision"]})
+    result = run_child(child, cfg, trial_dir, reporter, started)
+    if result["state"] == "complete" and (trial_dir / OUT_DIR / "final").is_dir():
+        shutil.rmtree(trial_dir / FINAL_MODEL, ignore_errors=True)
+        (trial_dir / OUT_DIR / "final").rename(trial_dir / FINAL_MODEL)
+    return result
+
+
+def _clear_earlier_run(trial_dir: Path) -> str:
+    earlier = (trial_dir / OUT_DIR).exists() or (trial_dir / METRICS_FILE).exists()
+    shutil.rmtree(trial_dir / OUT_DIR, ignore_errors=True)
+    (trial_dir / METRICS_FILE).unlink(missing_ok=True)
+    if earlier:
+        log.warning("trial %s: %s", trial_dir, RESTARTED)
+    return RESTARTED if earlier else ""
+
+
+def resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-true" if torch.cuda.is_bf16_supported() else "16-true"
+    return "32-true"
+
+
+def split_example(example: dict) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of an encoded example: the answer is its last learnt span (LitGPT
+    learns one answer per row), BOS and the closing EOS left to LitGPT's tokenizer."""
+    ids, labels = example["input_ids"], example["labels"]
+    end = len(labels)
+    start = end
+    while start > 0 and labels[start - 1] != IGNORE:
+        start -= 1
+    return ids[:start], ids[start:end]
+
+
+def write_data(cfg: dict, checkpoint: Path, out: Path):
+    """Our data, tokenized and cut as the hf backend does, as LitGPT JSON rows. Returns the
+    length report and the train/eval counts."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(checkpoint))
+    train, evaluation, report, _ = build_datasets(cfg, tok)
+    skip = {t for t in (tok.bos_token_id, tok.eos_token_id) if t is not None}
+
+    def text(ids: list[int]) -> str:
+        while ids and ids[0] in skip:
+            ids = ids[1:]
+        while ids and ids[-1] in skip:
+            ids = ids[:-1]
+        return tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, examples in (("train.json", train), ("val.json", evaluation)):
+        rows = [{"instruction": text(p), "output": text(a)} for p, a in map(split_example, examples)]
+        (out / name).write_text(json.dumps(rows))
+    log.info("data: %s", report.summary())
+    return report, len(train), len(evaluation)
+
+
+class LitGPTLogs:
+    """LitGPT's CSV log (metrics.csv, appended live) as metrics.jsonl rows. LitGPT counts
+    micro-batches (`iter`, and the file's `step` column); an optimizer step is `accumulation` of
+    them. Train rows are taken at optimizer-step boundaries; val rows at their step; the final
+    validation, which LitGPT labels step 0, at the last step (dropped when that step has one)."""
+
+    def __init__(self, csv_dir: Path, accumulation: int):
+        self.csv_dir, self.accumulation = csv_dir, max(1, int(accumulation))
+        self.tokens = self.seconds = None
+
+    def _lines(self) -> list[dict]:
+        files = sorted(self.csv_dir.glob("version_*/metrics.csv"))
+        if not files:
+            return []
+        text = files[-1].read_text(errors="replace")
+        complete = text[: text.rfind("\n") + 1]  # a line still being written is read next time
+        return list(csv.DictReader(io.StringIO(complete)))
+
+    def __call__(self) -> list[dict]:
+        rows, last_step, eval_steps = [], 0, set()
+        for line in self._lines():
+            number = _floats(line)
+            if "loss" in number and "iter" in number and int(number["iter"]) % self.accumulation == 0:
+                last_step = int(number["iter"]) // self.accumulation
+                row = {"step": last_step, "loss": number["loss"]}
+                if "learning_rate" in number:
+                    row["lr"] = number["learning_rate"]
+                rows.append(row)
+                self.tokens = int(number.get("tokens", self.tokens or 0))
+            elif "time" in number:
+                self.seconds = number["time"]
+            elif "val_loss" in number:
+                step = int(number.get("step", 0)) // self.accumulation or last_step  # the final one: step 0
+                if step in eval_steps:
+                    continue
+                eval_steps.add(step)
+                rows.append({"step": step, "eval_loss": number["val_loss"], "eval_ppl": number.get("val_ppl")})
+        return rows
+
+    def measure(self) -> dict:
+        speed = self.tokens / self.seconds if self.tokens and self.seconds else None
+        return {"tokens": self.tokens, "train_seconds": self.seconds,
+                "tokens_per_second": round(speed, 1) if speed else None}
+
+
+def _floats(line: dict) -> dict[str, float]:
+    out = {}
+    for key, value in line.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
