@@ -15,7 +15,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: setup demo test test-fast bench tensorboard dashboard report clean tiny
+.PHONY: setup setup-litgpt demo test test-fast bench tensorboard dashboard report clean tiny
 
 setup: $(STAMP)
 
@@ -30,6 +30,25 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 	@echo "setup done: $(VENV) ($$($(BIN)/python -c 'import torch; print("torch", torch.__version__)'))"
 
+# trainer=litgpt in its own environment: LitGPT pins huggingface-hub<1.4, which the newest
+# transformers cannot use, so `.[litgpt]` beside `.[dev]` would hold transformers back for every
+# test. This venv holds the product + LitGPT (pip resolves transformers down to what fits);
+# the LitGPT tests and bench run the sweeper with its python. Users: pip install -e '.[litgpt]'.
+LITGPT_VENV  := .venv-litgpt
+LITGPT_STAMP := $(LITGPT_VENV)/.setup-done
+LITGPT_PIP   := $(LITGPT_VENV)/bin/python -m pip --disable-pip-version-check -q
+setup-litgpt: $(LITGPT_STAMP)
+
+$(LITGPT_STAMP): pyproject.toml Makefile
+	@test -x $(LITGPT_VENV)/bin/python || $(PYTHON) -m venv $(LITGPT_VENV)
+	@$(LITGPT_VENV)/bin/python -c "import torch" 2>/dev/null || \
+		$(LITGPT_PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true
+	$(LITGPT_PIP) install -e ".[litgpt]" --config-settings editable_mode=compat 2>&1 | grep -v "^WARNING: Location\|dependency resolver\|requires\|incompatible" || true
+	@$(LITGPT_VENV)/bin/python -c "import sweeper, trainers, litgpt, transformers" \
+		|| { echo "error: the litgpt environment is incomplete"; exit 1; }
+	@touch $(LITGPT_STAMP)
+	@echo "setup-litgpt done: $(LITGPT_VENV)"
+
 # A real sweep on the embedded default model and data (2-core CPU: about 2 minutes):
 # the LR range test picks the lr interval, TPE + median pruning search it with the
 # scheduler and LoRA rank, then the 2 best configs are re-run with 2 more seeds.
@@ -41,13 +60,13 @@ demo: setup
 		hydra.sweeper.n_trials=10 hydra.sweeper.repeat.top_k=2 hydra.sweeper.repeat.seeds=3
 	@echo "open results/$(DEMO_NAME)/summary.md and results/$(DEMO_NAME)/curves.png, or: make tensorboard"
 
-test: setup
+test: setup setup-litgpt
 	$(BIN)/python -m pytest -q tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-bench: setup
+bench: setup setup-litgpt
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 SWEEP ?= results

@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from sweeper.best_model import exported_path
-from sweeper.core.layout import SweepLayout
+from sweeper.core.layout import NATIVE_CONFIG_SUFFIX, SweepLayout
 from sweeper.redact import redact
 from sweeper.core.record import write_json_atomic, write_text_atomic
 
@@ -47,10 +47,29 @@ def write_best(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None:
     text = redact(header + yaml.safe_dump(document, sort_keys=False))
     out = sweep_dir / "best.yaml"
     write_text_atomic(out, text)
+    native = write_native(sweep_dir, SweepLayout.of(sweep_dir).trial_dir(number))
     write_json_atomic(sweep_dir / "best.json", {  # the same facts, for scripts
         "study": info.get("study", sweep_dir.name), "trial": number, "objective": objective,
         "value": float(row[objective]), "direction": info.get("direction", "minimize"), "seeds": seeds,
         "mean": float(row[f"{objective}_mean"]) if seeds > 1 else None,
         "std": float(row[f"{objective}_std"]) if seeds > 1 else None,
-        "trial_dir": str(SweepLayout.of(sweep_dir).trial_dir(number)), "model": str(model) if model else None})
+        "trial_dir": str(SweepLayout.of(sweep_dir).trial_dir(number)), "model": str(model) if model else None,
+        "native_configs": [str(p) for p in native]})
     return out
+
+
+def write_native(sweep_dir: Path, trial_dir: Path) -> list[Path]:
+    """The winner's config in its trainer's own format (<trial>/NAME.native.yaml, e.g. LitGPT's), as
+    <sweep>/best-NAME.yaml: `litgpt finetune_lora --config results/<sweep>/best-litgpt.yaml` runs it
+    as is. Its out_dir moves to <sweep>/best-NAME-run so a re-run never writes into the trial."""
+    written = []
+    for source in sorted(trial_dir.glob(f"*{NATIVE_CONFIG_SUFFIX}")):
+        name = source.name[: -len(NATIVE_CONFIG_SUFFIX)]
+        config = yaml.safe_load(source.read_text())
+        if isinstance(config, dict) and "out_dir" in config:
+            config["out_dir"] = str(sweep_dir.resolve() / f"best-{name}-run")
+        out = sweep_dir / f"best-{name}.yaml"
+        write_text_atomic(out, f"# The best trial's {name} config ({source}), ready to run with {name}\n"
+                          + yaml.safe_dump(config, sort_keys=False))
+        written.append(out)
+    return written

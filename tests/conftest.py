@@ -21,9 +21,9 @@ FAST = ["max_steps=6", "eval_interval=3", "save_interval=6", "data.max_eval_exam
 
 
 def run_cli(args: list[str], cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,
-            module: str = "sweeper") -> subprocess.CompletedProcess:
+            module: str = "sweeper", python: str | Path = sys.executable) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "LR_SWEEPER_QUIET": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([str(python), "-m", module, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 
 
