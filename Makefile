@@ -61,10 +61,10 @@ demo: setup
 	@echo "open results/$(DEMO_NAME)/summary.md and results/$(DEMO_NAME)/curves.png, or: make tensorboard"
 
 test: setup setup-litgpt
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -rs -m "not slow" tests
 
 bench: setup setup-litgpt
 	$(BIN)/python -m bench $(BENCH_ARGS)

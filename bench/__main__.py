@@ -10,6 +10,7 @@
 3. trainer throughput: a trial's tokens/s against a minimal hand-written PyTorch loop.
 4. memory across trials: peak RSS of the sweep process after trial 10 against after trial 2.
 5. `make demo` wall time.
+6. a LitGPT trial through the sweeper against the same `litgpt finetune_lora` by hand (bench/litgpt_overhead.py).
 Writes results/bench/bench.md and prints it.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import optuna
 
+from bench.litgpt_overhead import litgpt_overhead
 from sweeper.collect import trial_overrides
 from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_metrics, read_result
@@ -193,7 +195,7 @@ def main() -> None:
     out.mkdir(parents=True)
     started = time.perf_counter()
     figures = []
-    for step in (search_efficiency, overhead_and_memory, throughput, demo_time):
+    for step in (search_efficiency, overhead_and_memory, throughput, litgpt_overhead, demo_time):
         figures += step(out, args.quick)
     figures.sort(key=lambda f: f["figure"])
     lines = [f"# lr-sweeper bench{' (quick)' if args.quick else ''}", "",
