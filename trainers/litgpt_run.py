@@ -29,6 +29,7 @@ from sweeper.core.layout import FINAL_MODEL, NATIVE_CONFIG_SUFFIX
 from sweeper.core.record import METRICS_FILE
 from sweeper.core.rules import derive
 from trainers.data import IGNORE, build_datasets
+from trainers.light_tokenizer import LightTokenizer
 from trainers.litgpt_backend import litgpt_config
 from trainers.process_trial import ChildTrial, run_child
 
@@ -103,9 +104,11 @@ def split_example(example: dict) -> tuple[list[int], list[int]]:
 def write_data(cfg: dict, checkpoint: Path, out: Path):
     """Our data, tokenized and cut as the hf backend does, as LitGPT JSON rows. Returns the
     length report and the train/eval counts."""
-    from transformers import AutoTokenizer
+    tok = LightTokenizer.load(checkpoint)
+    if tok is None:  # a tokenizer.model (sentencepiece) checkpoint
+        from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(checkpoint))
+        tok = AutoTokenizer.from_pretrained(str(checkpoint))
     train, evaluation, report, _ = build_datasets(cfg, tok)
     skip = {t for t in (tok.bos_token_id, tok.eos_token_id) if t is not None}
 
