@@ -27,6 +27,14 @@ def run_cli(args: list[str], cwd: Path = ROOT, timeout: int = 600, env: dict | N
                           timeout=timeout, env=full_env)
 
 
+def one_line_exit_2(proc: subprocess.CompletedProcess) -> str:
+    """Bad input's contract: exit 2 and one line on stderr, no traceback. Returns the line."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
 def build_micro_model(kind: str, out: Path) -> Path:
     """A freshly initialised micro model of another architecture, saved like a hub model."""
     import torch

@@ -13,19 +13,12 @@ import yaml
 from sweeper.core.record import read_metrics, read_result
 from trainers.tensorboard_rows import TensorBoardRows
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, one_line_exit_2, run_cli
 
 SCRIPT = ROOT / "tests" / "fixtures" / "plain_train.py"
 CMD = f"trainer.cmd='{sys.executable} {SCRIPT} --lr ${{lr}} --steps ${{max_steps}} --out ${{trial.dir}}"
 TB = ["trainer=command", "trainer.metrics=tensorboard", "trainer.tags.eval_loss=val/loss",
       "trainer.tags.loss=train/loss"]
-
-
-def one_line_exit_2(proc) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("cmd, field", [

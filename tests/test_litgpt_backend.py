@@ -5,6 +5,7 @@ LitGPT lives in its own environment (`make setup-litgpt`: .venv-litgpt, see the 
 end-to-end tests run the sweeper with that environment's python; the rest need no LitGPT."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sqlite3
@@ -17,7 +18,7 @@ from sweeper.core.record import read_metrics, read_result
 from trainers.litgpt_backend import litgpt_config
 from trainers.litgpt_run import LitGPTLogs, split_example
 
-from conftest import ROOT, compose, run_cli
+from conftest import ROOT, compose, one_line_exit_2, run_cli
 
 LITGPT_PYTHON = ROOT / ".venv-litgpt" / "bin" / "python"
 SWEEP = ["trainer=litgpt", "max_steps=20", "eval_interval=5", "save_interval=10",
@@ -40,20 +41,9 @@ def litgpt_checkpoint(litgpt_python, tmp_path_factory) -> Path:
     return out
 
 
-def one_line_exit_2(proc) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
-
-
 def test_without_litgpt_installed_the_error_says_how_to_install_it(tmp_path):
-    pytest.importorskip("transformers")
-    try:
-        import litgpt  # noqa: F401
+    if importlib.util.find_spec("litgpt") is not None:
         pytest.skip("litgpt is installed in this environment")
-    except ImportError:
-        pass
     proc = run_cli(["-m", "trainer=litgpt", "lr=1e-3,1e-2", f"hydra.sweep.dir={tmp_path / 's'}"])
     line = one_line_exit_2(proc)
     assert "trainer: litgpt is not installed" in line and "pip install -e '.[litgpt]'" in line
