@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from sweeper.core.record import read_metrics, read_result
-from trainers.litgpt_backend import litgpt_config
+from trainers.litgpt_config import litgpt_config
 from trainers.litgpt_run import LitGPTLogs, split_example
 
 from conftest import ROOT, compose, one_line_exit_2, run_cli

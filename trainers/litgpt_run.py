@@ -30,7 +30,7 @@ from sweeper.core.record import METRICS_FILE
 from sweeper.core.rules import derive
 from trainers.data import IGNORE, build_datasets
 from trainers.light_tokenizer import LightTokenizer
-from trainers.litgpt_backend import litgpt_config
+from trainers.litgpt_config import litgpt_config
 from trainers.process_trial import ChildTrial, run_child
 
 log = logging.getLogger(__name__)
