@@ -30,7 +30,7 @@ def _run(argv: list[str]) -> float:
 
 
 def litgpt_overhead(out: Path, quick: bool) -> list[dict]:
-    figure = "LitGPT trial via the sweeper / by hand (wall)"
+    figure = "6. LitGPT trial via the sweeper / by hand (wall)"
     if not PYTHON.exists():
         return [{"figure": figure, "value": "skipped", "target": "<= 1.10", "met": False,
                  "detail": f"no LitGPT environment at {PYTHON}: run `make setup-litgpt`"}]
