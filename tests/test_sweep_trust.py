@@ -157,7 +157,9 @@ def test_ctrl_c_during_the_lr_range_test_is_one_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sweeper", "-m", "lr=auto", f"hydra.sweep.dir={sweep}",
                              "lr_find.steps=400", "lr_find.max_lr=1e-4", *TINY], cwd=ROOT, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            start_new_session=True)
+                            start_new_session=True,
+                            # as from a terminal: Ctrl-C not ignored, whatever this test process inherited
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (sweep / "lr_find").exists() and time.time() < deadline:
         time.sleep(0.2)
