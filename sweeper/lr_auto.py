@@ -34,7 +34,7 @@ def range_test_interval(config, overrides: list[str], sweep_dir: Path) -> optuna
             raise SystemExit(130) from None
         if proc.returncode != 0 or not found_file.exists():
             last = (proc.stderr.strip().splitlines() or ["the LR range test failed"])[-1]
-            raise ConfigError("lr", f"auto: {last.removeprefix('error: ')}")
+            raise ConfigError("lr", f"auto: {last.removeprefix('error: ').removeprefix('lr: ')}")
         print("\n".join(line for line in proc.stdout.splitlines() if line.startswith(("suggested", "plot"))),
               flush=True)
     low, high = json.loads(found_file.read_text())["interval"]

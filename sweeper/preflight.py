@@ -17,9 +17,6 @@ from sweeper.core.contract import load_backend, validate
 from sweeper.core.errors import ConfigError
 
 
-PREFLIGHT_TRIAL_DIR = "<trial dir>"
-
-
 class Preflight:
     def __init__(self, config, hydra_context, space: ss.SearchSpace):
         self.config, self.hydra_context, self.space = config, hydra_context, space
@@ -32,7 +29,6 @@ class Preflight:
             raise ConfigError("", " ".join(str(err).split())[:300]) from None
         with open_dict(cfg):
             del cfg["hydra"]
-            cfg.trial.dir = PREFLIGHT_TRIAL_DIR  # Hydra names the real one as the trial starts
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
     def point_overrides(self, index: int) -> list[str]:

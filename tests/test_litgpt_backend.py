@@ -100,6 +100,24 @@ def test_litgpt_csv_rows_become_optimizer_steps(tmp_path):
                    {"step": 2, "eval_loss": 3.5, "eval_ppl": 33.1}]  # the final validation repeats step 2
 
 
+def test_litgpt_csv_read_while_it_grows_and_is_rewritten_gives_the_rows_of_one_read(tmp_path):
+    log = tmp_path / "version_0" / "metrics.csv"
+    log.parent.mkdir()
+    train = [f"0,{i},0.01,0.001,{round(5 - i * 0.1, 1)},{i}" for i in range(1, 7)]
+    live = LitGPTLogs(tmp_path, accumulation=2)
+    log.write_text("epoch,iter,iter_time,learning_rate,loss,step\r\n" + "\r\n".join(train[:3]) + "\r\n,0,4")
+    live()
+    log.write_text("epoch,iter,iter_time,learning_rate,loss,step\r\n" + "\r\n".join(train[:4]) + "\r\n")
+    live()
+    # Lightning rewrites the whole file under a wider header when val_loss first appears
+    wide = "epoch,iter,iter_time,learning_rate,loss,step,val_loss\r\n" + "".join(f"{t},\r\n" for t in train) \
+        + ",,,,,4,3.5\r\n"
+    log.write_text(wide)
+    assert live() == LitGPTLogs(tmp_path, accumulation=2)() == [
+        {"step": 1, "loss": 4.8, "lr": 0.001}, {"step": 2, "loss": 4.6, "lr": 0.001},
+        {"step": 3, "loss": 4.4, "lr": 0.001}, {"step": 2, "eval_loss": 3.5, "eval_ppl": None}]
+
+
 def test_an_example_splits_at_its_last_learnt_span():
     example = {"input_ids": [1, 10, 11, 12, 13, 2], "labels": [-100, -100, -100, 12, 13, 2]}
     assert split_example(example) == ([1, 10, 11], [12, 13, 2])

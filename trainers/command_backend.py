@@ -20,15 +20,15 @@ from typing import Mapping
 from sweeper.core.contract import Reporter
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import METRICS_ENV
-from sweeper.core.record import METRICS_FILE, read_metrics
-from trainers.process_trial import ChildTrial, common_problems, run_child
+from sweeper.core.record import METRICS_FILE, MetricsTail
+from trainers.process_trial import ProcessBackend, ChildTrial, common_problems, run_child
 from trainers.tensorboard_rows import TensorBoardRows
 
 METRIC_SOURCES = ("jsonl", "tensorboard")
 EXAMPLE = "trainer.cmd='python train.py --lr ${lr} --out ${trial.dir}'"
 
 
-class CommandBackend:
+class CommandBackend(ProcessBackend):
     name = "command"
 
     def problems(self, cfg: Mapping, read_data: bool = True) -> list[ConfigError]:
@@ -61,15 +61,9 @@ class CommandBackend:
                 f"as the TensorBoard tag {tags.get(objective, objective)!r} under {trial_dir} " \
                 f"(trainer.tags.{objective}=TAG names another)"
         else:
-            read, writes, hint = (lambda: read_metrics(trial_dir)), True, \
+            read, writes, hint = MetricsTail(trial_dir), True, \
                 f'to {metrics} ($LR_SWEEPER_METRICS) as JSON lines like {{"step": 10, "{objective}": 1.23}}'
         max_steps = int(cfg["max_steps"]) if int(cfg["max_steps"]) > 0 else None
         child = ChildTrial(argv=shlex.split(str(trainer["cmd"])), read_rows=read, env={METRICS_ENV: str(metrics)},
                            writes_metrics_file=writes, max_steps=max_steps, no_metrics_hint=hint)
         return run_child(child, cfg, trial_dir, reporter, started)
-
-    def find_lr(self, cfg: Mapping, out_dir: Path) -> dict:
-        raise ConfigError("lr", "auto needs the LR range test, which trainer=command has not")
-
-    def merge(self, cfg: Mapping, adapter_dir: Path, out_dir: Path) -> Path:
-        raise ConfigError("best.merge", "trainer=command does not merge adapters")

@@ -20,7 +20,7 @@ from typing import Mapping
 from sweeper.core.contract import Reporter
 from sweeper.core.errors import ConfigError
 from trainers.litgpt_config import TARGETS, base_config, targets
-from trainers.process_trial import common_problems
+from trainers.process_trial import ProcessBackend, common_problems
 
 INSTALL = "pip install -e '.[litgpt]' (a checkout) or pip install 'lr-sweeper[litgpt]'"
 CHECKPOINT_FILES = ("lit_model.pth", "model_config.yaml")
@@ -63,7 +63,7 @@ def problems(cfg: Mapping) -> list[ConfigError]:
     return errors
 
 
-class LitGPTBackend:
+class LitGPTBackend(ProcessBackend):
     name = "litgpt"
 
     def problems(self, cfg: Mapping, read_data: bool = True) -> list[ConfigError]:
@@ -81,9 +81,3 @@ class LitGPTBackend:
         from trainers.litgpt_run import run_litgpt
 
         return run_litgpt(dict(cfg), Path(trial_dir), reporter, started)
-
-    def find_lr(self, cfg: Mapping, out_dir: Path) -> dict:
-        raise ConfigError("lr", "auto needs the LR range test, which trainer=litgpt has not")
-
-    def merge(self, cfg: Mapping, adapter_dir: Path, out_dir: Path) -> Path:
-        raise ConfigError("best.merge", "LitGPT merges each trial's adapter itself (final/lit_model.pth)")

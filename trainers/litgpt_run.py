@@ -14,7 +14,6 @@ starts again from step 0 and says so in its reason.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
@@ -26,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from sweeper.core.layout import FINAL_MODEL, NATIVE_CONFIG_SUFFIX
-from sweeper.core.record import METRICS_FILE
+from sweeper.core.record import METRICS_FILE, FileTail
 from sweeper.core.rules import derive
 from trainers.data import IGNORE, build_datasets
 from trainers.light_tokenizer import LightTokenizer
@@ -44,7 +43,8 @@ def run_litgpt(cfg: dict, trial_dir: Path, reporter=None, started: float | None 
     checkpoint = Path(str(cfg["model"]["name_or_path"])).expanduser().resolve()
     note = _clear_earlier_run(trial_dir)
     report, n_train, n_eval = write_data(cfg, checkpoint, trial_dir / DATA_DIR)
-    accumulation = derive(cfg).gradient_accumulation_steps
+    derived = derive(cfg)
+    accumulation = derived.gradient_accumulation_steps
     steps = int(cfg["max_steps"])
     total = steps if steps > 0 else math.ceil(n_train / int(cfg["batch_size"])) * int(float(cfg["epochs"]))
     config = litgpt_config(cfg, checkpoint, (trial_dir / DATA_DIR).resolve(), (trial_dir / OUT_DIR).resolve(),
@@ -61,7 +61,7 @@ def run_litgpt(cfg: dict, trial_dir: Path, reporter=None, started: float | None 
         argv=[sys.executable, "-m", "litgpt", "finetune_lora", "--config", str(native.resolve())],
         read_rows=logs, max_steps=total, note=note,
         no_metrics_hint=f"(no val_loss in {trial_dir / OUT_DIR / 'logs' / 'csv'}: see {trial_dir / 'stderr.log'})",
-        measure=lambda rows: {**logs.measure(), "truncation": report.as_dict(), "effective_lr": derive(cfg).effective_lr,
+        measure=lambda rows: {**logs.measure(), "truncation": report.as_dict(), "effective_lr": derived.effective_lr,
                               "micro_batch_size": int(cfg["micro_batch_size"]),
                               "gradient_accumulation_steps": accumulation, "precision": config["precision"]})
     result = run_child(child, cfg, trial_dir, reporter, started)
@@ -131,40 +131,49 @@ class LitGPTLogs:
     """LitGPT's CSV log (metrics.csv, appended live) as metrics.jsonl rows. LitGPT counts
     micro-batches (`iter`, and the file's `step` column); an optimizer step is `accumulation` of
     them. Train rows are taken at optimizer-step boundaries; val rows at their step; the final
-    validation, which LitGPT labels step 0, at the last step (dropped when that step has one)."""
+    validation, which LitGPT labels step 0, at the last step (dropped when that step has one).
+    Each line is parsed once; when Lightning rewrites the file under a wider header (as val_loss
+    first appears) it is read again from the top, and yields the same rows again."""
 
     def __init__(self, csv_dir: Path, accumulation: int):
         self.csv_dir, self.accumulation = csv_dir, max(1, int(accumulation))
+        self._start(None)
+
+    def _start(self, path: Path | None) -> None:
+        self.path, self.tail, self.header = path, FileTail(path) if path else None, None
+        self.rows, self.last_step, self.eval_steps = [], 0, set()
         self.tokens = self.seconds = None
 
-    def _lines(self) -> list[dict]:
+    def __call__(self) -> list[dict]:
         files = sorted(self.csv_dir.glob("version_*/metrics.csv"))
         if not files:
-            return []
-        text = files[-1].read_text(errors="replace")
-        complete = text[: text.rfind("\n") + 1]  # a line still being written is read next time
-        return list(csv.DictReader(io.StringIO(complete)))
+            return self.rows
+        with open(files[-1], errors="replace") as f:
+            header = f.readline().rstrip("\r\n")
+        if files[-1] != self.path or (self.header is not None and header != self.header):
+            self._start(files[-1])  # a new file, or the same one rewritten under a new header
+        lines = self.tail.new_lines()
+        if self.header is None and lines:
+            self.header, lines = lines[0], lines[1:]
+        for line in csv.DictReader(lines, fieldnames=next(csv.reader([self.header])) if self.header else None):
+            self._take(_floats(line))
+        return self.rows
 
-    def __call__(self) -> list[dict]:
-        rows, last_step, eval_steps = [], 0, set()
-        for line in self._lines():
-            number = _floats(line)
-            if "loss" in number and "iter" in number and int(number["iter"]) % self.accumulation == 0:
-                last_step = int(number["iter"]) // self.accumulation
-                row = {"step": last_step, "loss": number["loss"]}
-                if "learning_rate" in number:
-                    row["lr"] = number["learning_rate"]
-                rows.append(row)
-                self.tokens = int(number.get("tokens", self.tokens or 0))
-            elif "time" in number:
-                self.seconds = number["time"]
-            elif "val_loss" in number:
-                step = int(number.get("step", 0)) // self.accumulation or last_step  # the final one: step 0
-                if step in eval_steps:
-                    continue
-                eval_steps.add(step)
-                rows.append({"step": step, "eval_loss": number["val_loss"], "eval_ppl": number.get("val_ppl")})
-        return rows
+    def _take(self, number: dict[str, float]) -> None:
+        if "loss" in number and "iter" in number and int(number["iter"]) % self.accumulation == 0:
+            self.last_step = int(number["iter"]) // self.accumulation
+            row = {"step": self.last_step, "loss": number["loss"]}
+            if "learning_rate" in number:
+                row["lr"] = number["learning_rate"]
+            self.rows.append(row)
+            self.tokens = int(number.get("tokens", self.tokens or 0))
+        elif "time" in number:
+            self.seconds = number["time"]
+        elif "val_loss" in number:
+            step = int(number.get("step", 0)) // self.accumulation or self.last_step  # the final one: step 0
+            if step not in self.eval_steps:
+                self.eval_steps.add(step)
+                self.rows.append({"step": step, "eval_loss": number["val_loss"], "eval_ppl": number.get("val_ppl")})
 
     def measure(self) -> dict:
         speed = self.tokens / self.seconds if self.tokens and self.seconds else None

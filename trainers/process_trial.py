@@ -165,3 +165,16 @@ def common_problems(cfg: dict, name: str) -> list[ConfigError]:
     if (cfg.get("trainer") or {}).get("grace_seconds", 10) < 0:
         errors.append(ConfigError("trainer.grace_seconds", "must be >= 0 (seconds between SIGTERM and SIGKILL)"))
     return errors
+
+
+class ProcessBackend:
+    """What the process backends share beyond the watcher: neither runs the LR range test nor
+    merges adapters (common_problems refuses both before anything runs)."""
+    name = "process"
+
+    def find_lr(self, cfg, out_dir) -> dict:
+        raise ConfigError("lr", f"the LR range test is not available with trainer={self.name}; accepted: a number, "
+                          "or a range to sweep such as 'tag(log,interval(1e-5,1e-3))'")
+
+    def merge(self, cfg, adapter_dir, out_dir):
+        raise ConfigError("best.merge", f"trainer={self.name} does not merge adapters")

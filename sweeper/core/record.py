@@ -115,6 +115,44 @@ def read_metrics(trial_dir: str | Path, upto_step: int | None = None) -> list[di
     return rows
 
 
+class FileTail:
+    """The complete lines appended to a file since the last call (a line still being written
+    waits for the next), so a live log is read once however long it grows."""
+
+    def __init__(self, path: str | Path):
+        self.path, self.offset = Path(path), 0
+
+    def new_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].decode(errors="replace").splitlines()
+
+
+class MetricsTail:
+    """metrics.jsonl while a child process appends to it: every row so far, as read_metrics reads
+    them (up to a torn line), each line parsed once."""
+
+    def __init__(self, trial_dir: str | Path):
+        self.tail, self.rows, self.torn = FileTail(Path(trial_dir) / METRICS_FILE), [], False
+
+    def __call__(self) -> list[dict]:
+        for line in [] if self.torn else self.tail.new_lines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                self.torn = True
+                break
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                self.rows.append(row)
+        return self.rows
+
+
 def append_metrics(trial_dir: str | Path, row: dict) -> None:
     with open(Path(trial_dir) / METRICS_FILE, "a") as f:
         f.write(json.dumps(_clean(row)) + "\n")

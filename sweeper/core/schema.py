@@ -67,7 +67,7 @@ class MetricTags:
 class TrainerConfig:
     """The trial backend (sweeper/core/contract.py) and the settings of the process backends."""
     name: str = "hf"                   # hf | litgpt | command
-    config: Optional[str] = None       # litgpt: a config_hub-style YAML as the base (swept keys override it)
+    config: Optional[str] = None       # litgpt: a config_hub-style YAML for what lr-sweeper has no key for
     cmd: Optional[str] = None          # command: the command line, ${...} resolved against the trial's config
     metrics: str = "jsonl"             # command: jsonl (metrics.jsonl lines) | tensorboard (scalars under the trial dir)
     tags: MetricTags = field(default_factory=MetricTags)
