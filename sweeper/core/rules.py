@@ -21,6 +21,8 @@ OBJECTIVES = {"eval_loss": "minimize", "eval_accuracy": "maximize"}
 SECOND_OBJECTIVES = {"tokens_per_second": "maximize", "peak_memory_mb": "minimize"}
 LORA_ABSTRACT_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
 KEEP_CHECKPOINTS = ("best", "all", "none")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+QUANTIZATIONS = ("none", "4bit")
 
 
 def number(cfg: Mapping, key: str, accepted: str, *, integer: bool = False) -> float:
@@ -140,6 +142,7 @@ def check_hyperparameters(cfg: Mapping) -> None:
         p.check(positive_int, cfg, "log_interval")
     p.check(_check_intervals, cfg)
     p.check(choice, cfg, "precision", PRECISIONS)
+    p.check(_check_memory_levers, cfg)
     p.check(choice, cfg, "objective", tuple(OBJECTIVES))
     if cfg.get("keep_checkpoints") is not None:
         p.check(choice, cfg, "keep_checkpoints", KEEP_CHECKPOINTS)
@@ -175,6 +178,23 @@ def _check_max_seq_length(cfg: Mapping) -> None:
         return  # resolved from the data (95% of examples whole, within the context window)
     accepted = "an integer >= 8, or auto (the length that keeps 95% of the examples whole)"
     at_least(cfg, "max_seq_length", 8, accepted, integer=True)
+
+
+def _check_memory_levers(cfg: Mapping) -> None:
+    """The values of the memory levers; whether this machine has them is the backend's check."""
+    p = Problems()
+    for key in ("gradient_checkpointing", "packing"):
+        if cfg.get(key) is not None and not isinstance(cfg.get(key), bool):
+            p.errors.append(ConfigError(key, f"{show(cfg.get(key))} is not accepted; accepted: true, false"))
+    if cfg.get("attn_implementation") is not None:
+        p.check(choice, cfg, "attn_implementation", ATTN_IMPLEMENTATIONS)
+    if cfg.get("quantization") is not None:
+        p.check(choice, cfg, "quantization", QUANTIZATIONS)
+        if cfg.get("quantization") == "4bit" and get_dotted(cfg, "lora.r") is None:
+            p.errors.append(ConfigError("quantization", "4bit trains a LoRA adapter on a frozen 4-bit model "
+                                        "(QLoRA); a full fine-tune (lora=none) is not accepted with it; "
+                                        "accepted: none, or a lora group"))
+    p.raise_any()
 
 
 def _check_intervals(cfg: Mapping) -> None:

@@ -125,6 +125,11 @@ class TrialConfig:
     log_interval: int = 5
     save_interval: int = 20
     precision: str = "auto"
+    devices: int = 1                   # data-parallel processes per trial (GPUs, or CPU processes over gloo)
+    gradient_checkpointing: bool = False
+    attn_implementation: Optional[str] = None  # null: the model's default | eager | sdpa | flash_attention_2
+    quantization: str = "none"         # none | 4bit (QLoRA through bitsandbytes; needs a CUDA GPU)
+    packing: bool = False              # hf: pack examples into rows without padding (no cross-attention between them)
     seed: int = 42
     objective: str = "eval_loss"
     weight_decay: float = 0.0

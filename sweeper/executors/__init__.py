@@ -31,7 +31,7 @@ def make_executor(config, hydra_context, task_function, parallel: int) -> Execut
 
     in_process = config.hydra.runtime.choices.get("hydra/launcher") == "basic"
     if parallel > 1 and in_process:
-        return PoolExecutor(parallel, trial_command(config), visible_gpus())
+        return PoolExecutor(parallel, trial_command(config), visible_gpus(), devices=int(config.get("devices") or 1))
     if in_process:
         return InProcessExecutor(config, hydra_context, task_function, GROUPS)
     launcher = Plugins.instance().instantiate_launcher(

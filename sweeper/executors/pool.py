@@ -26,8 +26,8 @@ class PoolExecutor:
     slot i is pinned to GPU i (CUDA_VISIBLE_DEVICES); without, the cores are split.
     """
 
-    def __init__(self, slots: int, base_command: list[str], gpus: list[str]):
-        self.slots, self.base_command, self.gpus = slots, base_command, gpus
+    def __init__(self, slots: int, base_command: list[str], gpus: list[str], devices: int = 1):
+        self.slots, self.base_command, self.gpus, self.devices = slots, base_command, gpus, devices
         self.procs: dict[int, tuple[subprocess.Popen, int]] = {}
         self.threads = max(1, (os.cpu_count() or 1) // slots)
 
