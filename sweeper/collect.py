@@ -74,6 +74,7 @@ def trial_row(trial_dir: Path, running: set[int], swept: set[str] | None = None)
     row["repeat_of"] = repeat_of
     for col in METRIC_COLUMNS:
         row[col] = result.get(col)
+    row["job_id"] = result.get("job_id")  # the SLURM job that ran it (executor=slurm)
     return row
 
 
@@ -144,7 +145,7 @@ def pareto_marks(table: pd.DataFrame, columns: list[str], directions: list[str])
 
 def tidy(table: pd.DataFrame) -> pd.DataFrame:
     """Columns that say nothing in this sweep go: no repeats, lr never scaled."""
-    drop = [c for c in ("repeat_of",) if table[c].isna().all()]
+    drop = [c for c in ("repeat_of", "job_id") if table[c].isna().all()]
     if "seeds" not in table:
         drop.append("seed") if table["seed"].nunique(dropna=True) <= 1 else None
     if (pd.to_numeric(table["effective_lr"], errors="coerce") == pd.to_numeric(table["lr"], errors="coerce")).all():
@@ -164,7 +165,8 @@ WIDTH = 100  # the printed table fits a terminal this wide
 SHORT = {"best_eval_loss": "best_loss", "tokens_per_second": "tok/s", "effective_batch": "eff_batch",
          "effective_lr": "eff_lr", "peak_memory_mb": "mem_mb", "wall_seconds": "wall_s"}
 OPTIONAL = ["steps", "best_eval_loss", "lr", "effective_lr", "effective_batch", "eval_accuracy", "eval_loss",
-            "tokens_per_second", "seed", "repeat_of", "train_loss", "peak_memory_mb", "wall_seconds", "tokens"]
+            "tokens_per_second", "seed", "repeat_of", "train_loss", "peak_memory_mb", "wall_seconds", "tokens",
+            "job_id"]
 
 
 def terminal_columns(shown: pd.DataFrame, info: dict, width: int) -> list[str]:

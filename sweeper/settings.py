@@ -2,7 +2,8 @@
 and checked in one place, every problem at once."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 
 from sweeper.core.errors import ConfigError, Problems
 from sweeper.core.rules import SECOND_OBJECTIVES
@@ -14,6 +15,42 @@ from sweeper.study import PRUNERS
 class RepeatSettings:
     top_k: int = 0   # seed repeats of the top_k configs after the search...
     seeds: int = 3   # ...until each has this many seeds
+
+
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass
+class SlurmSettings:
+    """hydra.sweeper.slurm.*: the sbatch parameters of every trial's job (executor=slurm)."""
+    partition: str | None = None     # null = the cluster's default partition
+    account: str | None = None
+    qos: str | None = None
+    time: int | str = 60             # minutes, or "HH:MM:SS" / "D-HH:MM:SS"
+    mem: str | None = None           # "16G"; null = the partition's default
+    cpus_per_trial: int = 1
+    gpus_per_trial: int | None = None  # null = the trial config's `devices`; 0 on a CPU-only partition
+    extra: dict = field(default_factory=dict)  # more sbatch parameters, e.g. {constraint: a100}
+    log_dir: str | None = None       # submitit's job files and logs; null = <sweep dir>/slurm
+
+    def check(self, p: Problems) -> None:
+        for key in ("partition", "account", "qos"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[\w.,:@+-]+", value)):
+                p.errors.append(ConfigError(f"hydra.sweeper.slurm.{key}", f"{value!r} is not accepted; accepted: a name, or null"))
+        if not (_is_int(self.time, 1) or (isinstance(self.time, str) and re.fullmatch(r"(\d+-)?\d+:\d\d:\d\d", self.time))):
+            p.errors.append(ConfigError("hydra.sweeper.slurm.time", f"{self.time!r} is not accepted; accepted: minutes (an "
+                              "integer >= 1) or \"HH:MM:SS\""))
+        if self.mem is not None and not (isinstance(self.mem, str) and re.fullmatch(r"\d+[KMGT]?", self.mem)):
+            p.errors.append(ConfigError("hydra.sweeper.slurm.mem", f"{self.mem!r} is not accepted; accepted: a size such as "
+                              "16G or 16000M, or null"))
+        p.check(_integer, "slurm.cpus_per_trial", self.cpus_per_trial, 1)
+        if self.gpus_per_trial is not None:
+            p.check(_integer, "slurm.gpus_per_trial", self.gpus_per_trial, 0)
+        if not isinstance(self.extra, dict) or not all(
+                isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in self.extra.items()):
+            p.errors.append(ConfigError("hydra.sweeper.slurm.extra", f"{self.extra!r} is not accepted; accepted: a mapping of "
+                              "sbatch parameters to values, e.g. {constraint: a100}"))
 
 
 @dataclass
@@ -32,14 +69,15 @@ class SweepSettings:
     patience: int = 2
     second_objective: str | None = None
     repeat: RepeatSettings = field(default_factory=RepeatSettings)
+    executor: str = "local"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     @classmethod
     def from_hydra(cls, settings: dict) -> "SweepSettings":
-        repeat = dict(settings.pop("repeat", None) or {})
-        unknown = sorted(set(repeat) - {"top_k", "seeds"})
-        if unknown:
-            raise ConfigError(f"hydra.sweeper.repeat.{unknown[0]}", "not a known key; accepted: top_k, seeds")
-        return cls(**settings, repeat=RepeatSettings(**repeat))
+        repeat = _known("repeat", settings.pop("repeat", None), RepeatSettings)
+        slurm = _known("slurm", settings.pop("slurm", None), SlurmSettings)
+        slurm["extra"] = dict(slurm.get("extra") or {})
+        return cls(**settings, repeat=RepeatSettings(**repeat), slurm=SlurmSettings(**slurm))
 
     def check(self) -> None:
         p = Problems()
@@ -54,6 +92,10 @@ class SweepSettings:
             p.check(_integer, key, getattr(self, key), low)
         p.check(_integer, "repeat.top_k", self.repeat.top_k, 0)
         p.check(_integer, "repeat.seeds", self.repeat.seeds, 1)
+        p.check(_one_of, "executor", self.executor, EXECUTORS)
+        if self.executor == "slurm":
+            self.slurm.check(p)
+            p.check(_shared_storage, self.storage)
         p.raise_any()
 
     def pruner_spec(self) -> dict:
@@ -72,6 +114,29 @@ def _one_of(key: str, value, accepted) -> None:
         raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not accepted; accepted: {', '.join(accepted)}")
 
 
+def _known(block: str, values, schema) -> dict:
+    values = dict(values or {})
+    names = [f.name for f in fields(schema)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"hydra.sweeper.{block}.{unknown[0]}", f"not a known key; accepted: {', '.join(names)}")
+    return values
+
+
+def _shared_storage(storage: str | None) -> None:
+    """SLURM trials run on other nodes: they cannot share a SQLite file on the sweeper's disk (and
+    SQLite's locking is unsafe on network filesystems)."""
+    if storage is None or storage.startswith("sqlite"):
+        raise ConfigError("hydra.sweeper.storage", f"{'the default sqlite file' if storage is None else 'sqlite'} "
+                          "cannot be shared by SLURM jobs on other nodes; accepted with executor=slurm: "
+                          "postgresql://USER:PASS@HOST/DB, or a journal file on shared disk "
+                          "(hydra.sweeper.storage=/shared/path/study.log)")
+
+
+def _is_int(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 def _integer(key: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    if not _is_int(value, low):
         raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not accepted; accepted: an integer >= {low}")

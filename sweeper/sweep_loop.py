@@ -7,7 +7,8 @@
     results  the table, curves, HParams and best.yaml (collect.py)
 
 A trial whose process died stops sending heartbeats; Optuna fails it and
-enqueues a retry, which resumes from the dead trial's checkpoint (retries.py).
+enqueues a retry, which resumes from the dead trial's checkpoint (retries.py). A trial
+the executor reports Lost (its SLURM job ended without a result) is retried the same way.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from sweeper.lr_auto import range_test_interval
 from sweeper.preflight import Preflight
 from sweeper.progress import Progress
 from sweeper.redact import redact
-from sweeper.retries import resume_from
+from sweeper.retries import Lost, resume_from, retry_lost
 from sweeper.sampling import make_sampler
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, heartbeat_interval
@@ -202,6 +203,11 @@ class SweepLoop:
                 for number, exit_code in executor.poll().items():
                     trial, beat = running.pop(number)
                     beat.stop()
+                    if isinstance(exit_code, Lost) and retry_lost(self.study, trial, exit_code,
+                                                                  self.layout.trial_dir(number)):
+                        log.warning("trial %d: %s; retried from its checkpoint", number, exit_code.reason)
+                        refresh(self.sweep_dir, running=set(running), final=False)
+                        continue
                     best_model.attach_adapter(trial, self.storage, self.sweep_dir, self.layout.trial_dir(number))
                     result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
                     best_model.after_trial(self.layout.trial_dir(number), result["state"], self.keep_checkpoints)
@@ -219,7 +225,7 @@ class SweepLoop:
 
     def run(self):
         self.setup()
-        executor = make_executor(self.config, self.hydra_context, self.task_function, self.s.parallel)
+        executor = make_executor(self.config, self.hydra_context, self.task_function, self.s, self.sweep_dir)
         progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize")
         log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
                  self.sampler_name, self.s.pruner_spec()["name"], self.s.parallel, self.sweep_dir)

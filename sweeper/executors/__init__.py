@@ -2,7 +2,9 @@
 
     submit(launch)    start (or queue) one trial; `launch` carries its overrides, its
                       directory and its own environment (never the sweeper's os.environ)
-    poll()            wait until at least one trial ends: {trial number: exit code}
+    poll()            wait until at least one trial ends: {trial number: exit code}, or
+                      {trial number: retries.Lost(reason)} for a trial whose job ended without
+                      its result (the loop fails it and retries it from its checkpoint)
     cancel(number)    stop one trial (pruned elsewhere, or the sweep is interrupted)
     cancel_all()      stop every trial still running
 
@@ -12,15 +14,19 @@ the trial's result.json. Chosen in one place, make_executor:
     parallel=1            in-process, through Hydra's run_job (each config-group choice composed once)
     parallel=N            a pool of N subprocess slots (one GPU each when there are GPUs)
     hydra/launcher=X      any other Hydra launcher (joblib, submitit, ...), in batches
+    executor=slurm        one SLURM job per trial through submitit, `parallel` jobs in flight
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 from sweeper.executors.base import Executor, TrialLaunch
 
 __all__ = ["Executor", "TrialLaunch", "make_executor"]
 
 
-def make_executor(config, hydra_context, task_function, parallel: int) -> Executor:
+def make_executor(config, hydra_context, task_function, settings, sweep_dir: Path) -> Executor:
+    """settings: the sweeper's SweepSettings (executor, parallel, slurm)."""
     from hydra.core.plugins import Plugins
 
     from sweeper.cli_checks import GROUPS
@@ -29,9 +35,15 @@ def make_executor(config, hydra_context, task_function, parallel: int) -> Execut
     from sweeper.executors.launcher import LauncherExecutor
     from sweeper.executors.pool import PoolExecutor
 
+    devices, parallel = int(config.get("devices") or 1), settings.parallel
+    if settings.executor == "slurm":
+        from sweeper.executors.slurm import SlurmExecutor
+
+        folder = Path(settings.slurm.log_dir or sweep_dir / "slurm").resolve()
+        return SlurmExecutor(settings.slurm, trial_command(config), folder, devices, str(config.sweep.name))
     in_process = config.hydra.runtime.choices.get("hydra/launcher") == "basic"
     if parallel > 1 and in_process:
-        return PoolExecutor(parallel, trial_command(config), visible_gpus(), devices=int(config.get("devices") or 1))
+        return PoolExecutor(parallel, trial_command(config), visible_gpus(), devices=devices)
     if in_process:
         return InProcessExecutor(config, hydra_context, task_function, GROUPS)
     launcher = Plugins.instance().instantiate_launcher(
