@@ -11,7 +11,7 @@ from trainers.batch_size import candidates, find_micro_batch, halve
 
 
 def oom_above(limit, seen):
-    def probe(model, micro, seq_len, precision):
+    def probe(model, micro, seq_len, precision, packing=False):
         seen.append(micro)
         if micro > limit:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -48,7 +48,7 @@ def test_auto_micro_batch_keeps_the_global_batch(monkeypatch, tmp_path):
     from trainers.train import train
     real = prepare_module.find_micro_batch
     monkeypatch.setattr(prepare_module, "find_micro_batch",
-                        lambda *a: real(*a, probe_fn=oom_above(2, [])))
+                        lambda *a, **k: real(*a, **k, probe_fn=oom_above(2, [])))
     cfg = compose([*FAST, "micro_batch_size=auto"])
     result = train(cfg, tmp_path)
     assert result["state"] == "complete"

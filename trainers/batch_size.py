@@ -34,26 +34,44 @@ def candidates(batch_size: int, below: int | None = None) -> list[int]:
     return [s for s in sizes if below is None or s < below]
 
 
-def probe(model, micro: int, seq_len: int, precision: str) -> None:
-    """One forward and backward pass at full sequence length: the most a training step needs."""
+def probe(model, micro: int, seq_len: int, precision: str, packing: bool = False) -> None:
+    """One forward and backward pass at full sequence length, in training mode (gradient
+    checkpointing recomputes only in training mode): the most a training step needs. Packed, the
+    micro batch is one row of `micro` examples whose positions restart, as the packing collator
+    builds it."""
     device = next(model.parameters()).device
     vocab = model.get_input_embeddings().num_embeddings
-    ids = torch.randint(0, vocab, (micro, seq_len), device=device)
+    shape = (1, micro * seq_len) if packing else (micro, seq_len)
+    ids = torch.randint(0, vocab, shape, device=device)
+    positions = torch.arange(seq_len, device=device).repeat(micro).unsqueeze(0) if packing else None
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    model.zero_grad(set_to_none=True)
-    del ids, loss
+    was_training = model.training
+    model.train()
+    try:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = model(input_ids=ids, labels=ids, position_ids=positions).loss
+        loss.backward()
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
 
 
-def find_micro_batch(model, batch_size: int, seq_len: int, precision: str, probe_fn=probe) -> int:
-    if torch.cuda.is_available():
+def on_gpu(model) -> None:
+    """Where the Trainer will put it. A 4-bit model already sits on its GPU and cannot be moved."""
+    if torch.cuda.is_available() and next(model.parameters()).device.type != "cuda":
         model.to("cuda")
+
+
+def find_micro_batch(model, batch_size: int, seq_len: int, precision: str, packing: bool = False,
+                     probe_fn=probe) -> int:
+    """The largest candidate micro batch one training step fits with, probed on the model as
+    training will use it (its levers on) at the trial's real max_seq_length."""
+    on_gpu(model)
     for micro in candidates(batch_size):
         try:
-            probe_fn(model, micro, seq_len, precision)
-            log.info("micro_batch_size=auto: %d fits at max_seq_length %d", micro, seq_len)
+            probe_fn(model, micro, seq_len, precision, packing)
+            log.info("micro_batch_size=auto: %d fits at max_seq_length %d%s", micro, seq_len,
+                     " (packed)" if packing else "")
             return micro
         except Exception as err:
             if not is_out_of_memory(err):
@@ -62,8 +80,8 @@ def find_micro_batch(model, batch_size: int, seq_len: int, precision: str, probe
             model.zero_grad(set_to_none=True)
             free_memory()
     raise ConfigError("micro_batch_size", f"even a micro batch of 1 runs out of memory at max_seq_length "
-                      f"{seq_len}; accepted: a shorter max_seq_length, lora instead of a full fine-tune, or a "
-                      "lower precision")
+                      f"{seq_len}; accepted: a shorter max_seq_length, lora instead of a full fine-tune, "
+                      "gradient_checkpointing=true, quantization=4bit, or a lower precision")
 
 
 def halve(micro: int, batch_size: int) -> int | None:

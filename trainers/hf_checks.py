@@ -2,7 +2,10 @@
 LoRA modules. The sweeper reaches these through HFBackend.validate, before any trial runs."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -86,10 +89,39 @@ def check_data(cfg: Mapping) -> None:
             raise ConfigError(field, str(err).split(": ", 1)[1]) from None
 
 
+def has_cuda_gpu() -> bool:
+    """Whether this machine shows an NVIDIA GPU, without importing torch: its driver or its tool.
+    CUDA_VISIBLE_DEVICES="" (or -1) hides every GPU from the process, as torch would see it."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def check_memory_levers(cfg: Mapping, cuda: bool | None = None) -> None:
+    """Whether this machine has the levers asked for (their values are the rules'). `cuda`: torch's
+    answer where torch is loaded (trainers/memory_levers.py, at load time); here, the driver's."""
+    cuda = has_cuda_gpu() if cuda is None else cuda
+    p = Problems()
+    if cfg.get("attn_implementation") == "flash_attention_2" and not (cuda and installed("flash_attn")):
+        lacking = "the flash_attn package" if cuda else "a CUDA GPU"
+        p.errors.append(ConfigError("attn_implementation", f"flash_attention_2 needs {lacking}, which this "
+                                    "machine lacks; accepted here: eager, sdpa, or null (the model's default)"))
+    if cfg.get("quantization") == "4bit" and not (cuda and installed("bitsandbytes")):
+        lacking = "bitsandbytes (pip install 'lr-sweeper[quantization]')" if cuda else "a CUDA GPU"
+        p.errors.append(ConfigError("quantization", f"4bit (QLoRA through bitsandbytes) needs {lacking}, "
+                                    "which this machine lacks; accepted here: none"))
+    p.raise_any()
+
+
 def problems(cfg: Mapping, read_data: bool = True) -> list[ConfigError]:
     """Every problem of the backend's own settings, cheapest first (reading the data files last)."""
     p = Problems()
     p.check(_check_data_settings, cfg)
+    p.check(check_memory_levers, cfg)
     if p.check(check_model, cfg) is None and not p.errors:
         p.check(check_targets, cfg)
     if read_data:

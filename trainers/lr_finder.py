@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from sweeper.core.contract import validate
-from trainers.data import IGNORE
+from trainers.packing import train_collator
 from trainers.prepare import prepare
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def lr_range_test(cfg: dict, run_dir: str | Path) -> dict:
         max_grad_norm=cfg["max_grad_norm"], bf16=run.precision == "bf16-mixed", fp16=run.precision == "16-mixed",
         seed=cfg["seed"], disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available())
     trainer = Trainer(model=model, args=args, train_dataset=run.train_set, optimizers=(optimizer, scheduler),
-                      data_collator=DataCollatorForSeq2Seq(run.tokenizer, label_pad_token_id=IGNORE, padding=True),
+                      data_collator=train_collator(run.tokenizer, bool(cfg.get("packing"))),
                       callbacks=[recorder])
     trainer.remove_callback(PrinterCallback)  # the plot and the json hold every point
     trainer.train()

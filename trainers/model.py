@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sweeper.core.errors import ConfigError
 from trainers.lora_targets import fan_in_fan_out, resolve_targets
+from trainers.memory_levers import load_arguments, ready_for_training
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,19 @@ def load_tokenizer(model_cfg):
 
 
 def load_model(cfg, precision: str):
+    """The model with its memory levers on (attention kernel, 4-bit, gradient checkpointing), ready
+    for its adapter."""
     model_cfg = cfg["model"]
     dtype = torch.bfloat16 if precision == "bf16-true" else torch.float32
+    levers = load_arguments(cfg, dtype)  # before the weights load: a lever this machine lacks fails fast
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            model_cfg["name_or_path"], revision=model_cfg.get("revision"), dtype=dtype,
-            trust_remote_code=bool(model_cfg.get("trust_remote_code")), use_safetensors=None)
+            model_cfg["name_or_path"], revision=model_cfg.get("revision"),
+            trust_remote_code=bool(model_cfg.get("trust_remote_code")), use_safetensors=None, **levers)
     except (OSError, ValueError) as err:
+        if cfg.get("attn_implementation") and "attention" in str(err):  # this architecture lacks the kernel
+            raise ConfigError("attn_implementation", f"{cfg['attn_implementation']}: {_short(err)}; accepted: "
+                              "eager, or null (the model's default)") from None
         raise ConfigError("model.name_or_path", f"{model_cfg['name_or_path']}: cannot load the model "
                           f"({_short(err)})") from None
     window = getattr(model.config, "max_position_embeddings", None)
@@ -65,7 +72,7 @@ def load_model(cfg, precision: str):
         raise ConfigError("max_seq_length", f"{cfg['max_seq_length']} exceeds the model's context window "
                           f"(max_position_embeddings {window}); accepted: at most {window}")
     model.config.use_cache = False
-    return model
+    return ready_for_training(model, cfg)
 
 
 def apply_lora(model, cfg, alpha: float | None):

@@ -22,7 +22,9 @@ from sweeper.core.rules import Derived, derive
 from trainers.batch_size import find_micro_batch
 from trainers.data import build_datasets
 from trainers.data_report import DataReport
+from trainers.memory_levers import lever_state
 from trainers.model import apply_lora, load_model, load_tokenizer, resolve_precision
+from trainers.packing import check_packs
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,13 @@ def prepare(cfg: dict) -> Prepared:
     cfg = {**cfg, "max_seq_length": report.max_seq_length}  # auto resolved, for the model and the result
     log.info("data (%s): %s", fmt, report.summary())
     model = apply_lora(load_model(cfg, precision), cfg, derived.lora_alpha)
+    if cfg.get("packing"):
+        check_packs(model)
+    log.info("memory levers: %s%s", lever_state(model), ", packed training batches" if cfg.get("packing") else "")
     micro = cfg["micro_batch_size"]
-    if micro == "auto":
-        micro = find_micro_batch(model, cfg["batch_size"], cfg["max_seq_length"], precision)
+    if micro == "auto":  # probed as training will run: resolved max_seq_length, levers on, packed or not
+        micro = find_micro_batch(model, cfg["batch_size"], cfg["max_seq_length"], precision,
+                                 bool(cfg.get("packing")))
     return Prepared(cfg=cfg, derived=derived, precision=precision, tokenizer=tokenizer, model=model,
                     train_set=train_set, eval_set=eval_set, data_report=report, data_format=fmt,
                     micro_batch_size=micro)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -18,6 +18,7 @@ from sweeper.core.layout import QUIET_ENV
 from trainers.callbacks import StepProgress
 from trainers.checkpoints import write_fingerprint
 from trainers.data import IGNORE
+from trainers.packing import padded, train_collator
 from trainers.prepare import Prepared
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,22 @@ def training_arguments(run: Prepared, trial_dir: Path, max_steps: int, micro: in
         report_to=[],  # TensorBoard is added by build_trainer, writing to the trial's tb/
         bf16=run.precision == "bf16-mixed", fp16=run.precision == "16-mixed",
         seed=cfg["seed"], data_seed=cfg["seed"],
-        include_num_input_tokens_seen="non_padding",
+        # packed rows hold no padding (and no attention_mask to count it by): every token counts
+        include_num_input_tokens_seen="all" if cfg.get("packing") else "non_padding",
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=quiet(),
         **scheduler_arguments(cfg["scheduler"], max_steps),
+        **data_parallel_arguments(),
     )
+
+
+def data_parallel_arguments() -> dict:
+    """For a trial launched as several processes (devices=N under torchrun): gloo where there is
+    no CUDA, and no search for unused parameters (every LoRA parameter gets a gradient, and the
+    search breaks gradient checkpointing). A single process gets none: a backend without a process
+    group makes accelerate look for one that is not there."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return {}
+    return {"ddp_find_unused_parameters": False, **({} if torch.cuda.is_available() else {"ddp_backend": "gloo"})}
 
 
 def exact_match(eval_pred) -> dict:
@@ -99,6 +112,16 @@ class SweepTrainer(Trainer):
 
     _non_embedding_params: int | None = None
     fingerprint: dict | None = None
+    eval_collator = None  # evaluation's collator, when training's packs (eval stays padded)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.eval_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
 
     def _save_checkpoint(self, model, trial) -> None:
         """Writes the config fingerprint into the checkpoint before the Trainer does: its
@@ -130,10 +153,11 @@ def build_trainer(run: Prepared, trial_dir: Path, max_steps: int, micro: int, fr
     trainer = SweepTrainer(
         model=run.model, args=training_arguments(run, trial_dir, max_steps, micro, fresh),
         train_dataset=run.train_set, eval_dataset=run.eval_set,
-        data_collator=DataCollatorForSeq2Seq(run.tokenizer, label_pad_token_id=IGNORE, padding=True),
+        data_collator=train_collator(run.tokenizer, bool(run.cfg.get("packing"))),
         compute_metrics=exact_match, preprocess_logits_for_metrics=argmax_logits,
         callbacks=[tensorboard(trial_dir / "tb"), *callbacks])  # where report_to would put it
     trainer.fingerprint = fingerprint  # every checkpoint records it
+    trainer.eval_collator = padded(run.tokenizer) if run.cfg.get("packing") else None
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     if not quiet():

@@ -1,0 +1,36 @@
+"""The collators: padded rows, or padding-free packing (packing=true, training batches only).
+
+Packed, a micro batch is one row: its examples end to end, no pad token, with position_ids that
+restart at 0 for each example. transformers' own DataCollatorWithFlattening builds it; from the
+restarting positions (and no attention_mask) the model's mask builder finds the examples
+(masking_utils.find_packed_sequence_indices) and masks attention between them, so a packed example
+sees exactly what it would alone. Each example's first label becomes -100: the token before it
+belongs to another example, and unpacked that label is never predicted either.
+
+Evaluation always uses padded rows, so eval loss compares across trials with and without packing.
+"""
+from __future__ import annotations
+
+import inspect
+
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+from sweeper.core.errors import ConfigError
+from trainers.data import IGNORE
+
+
+def padded(tokenizer) -> DataCollatorForSeq2Seq:
+    """Rows padded to the longest in the batch; pad positions masked out and never learnt."""
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True)
+
+
+def train_collator(tokenizer, packing: bool):
+    return DataCollatorWithFlattening(separator_id=IGNORE) if packing else padded(tokenizer)
+
+
+def check_packs(model) -> None:
+    """Packing needs a model that takes position_ids: they are what keeps packed examples apart."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "position_ids" not in inspect.signature(base.forward).parameters:
+        raise ConfigError("packing", f"true: {type(base).__name__} takes no position_ids, so packed examples "
+                          "would attend to each other; accepted for this model: false")
