@@ -152,6 +152,8 @@ def test_the_micro_batch_probe_sees_the_levers_and_the_resolved_length(monkeypat
                                           "gradient_checkpointing=true", "attn_implementation=eager",
                                           "packing=true"]))
     assert run.micro_batch_size == 8
+    assert run.levers == {"gradient_checkpointing": True, "attn_implementation": "eager", "quantization": "none",
+                          "packing": True}
     assert seen == {"seq_len": run.cfg["max_seq_length"], "packing": True, "recomputed": True,
                     "attention": "eager", "checkpointing": True}
     assert isinstance(seen["seq_len"], int)  # auto resolved from the data before the probe
@@ -182,6 +184,20 @@ def test_a_packed_batch_has_the_loss_of_its_examples_unpacked(model, attention, 
     assert abs(leaked / weighted_mean - 1) > 1e-4  # 10x the tolerance above: the test can tell a leaking mask
     padding = rows["input_ids"].numel() - packed["input_ids"].numel()
     assert padding == (rows["attention_mask"] == 0).sum()  # packed: the padded batch less its pad tokens
+
+
+def test_packing_packs_training_batches_and_leaves_evaluation_padded(tmp_path):
+    from trainers.prepare import prepare
+    from trainers.trainer_setup import build_trainer
+    run = prepare(compose([*SMALL, "packing=true"]))
+    trainer = build_trainer(run, tmp_path, max_steps=2, micro=4, fresh=True, callbacks=[], fingerprint={})
+    train_batch = next(iter(trainer.get_train_dataloader()))
+    eval_batch = next(iter(trainer.get_eval_dataloader()))
+    assert train_batch["input_ids"].shape[0] == 1 and "attention_mask" not in train_batch
+    assert (train_batch["position_ids"] == 0).sum() == 4  # four examples in the row
+    assert eval_batch["input_ids"].shape[0] == 8 and "attention_mask" in eval_batch  # one padded row each
+    assert trainer.args.include_num_input_tokens_seen == "all"  # no padding to leave out
+    assert next(iter(trainer.get_train_dataloader()))["input_ids"].shape[0] == 1  # evaluation left it packing
 
 
 def test_packing_refuses_a_model_without_position_ids():
@@ -234,3 +250,10 @@ def test_a_packed_trial_trains_the_same_tokens_to_the_same_eval_loss(baseline, t
     assert result["tokens"] == baseline["tokens"] > 0  # every packed token is a real one
     assert result["initial_eval_loss"] == pytest.approx(baseline["initial_eval_loss"], rel=1e-6)  # eval unpacked
     assert result["eval_loss"] == pytest.approx(baseline["eval_loss"], rel=1e-4)  # the same gradients, unpadded
+
+
+@pytest.mark.slow
+def test_the_range_test_runs_with_the_levers(tmp_path):
+    from trainers.lr_finder import lr_range_test
+    cfg = compose([*SMALL, "packing=true", "gradient_checkpointing=true", "micro_batch_size=auto", "lr_find.steps=12"])
+    assert lr_range_test(cfg, tmp_path)["steps_run"] >= 10

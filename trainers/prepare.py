@@ -42,6 +42,7 @@ class Prepared:
     data_report: DataReport
     data_format: str
     micro_batch_size: int     # micro_batch_size=auto resolved: the largest that fits
+    levers: dict              # the memory levers the model runs with (memory_levers.lever_state) and packing
 
 
 def prepare(cfg: dict) -> Prepared:
@@ -61,14 +62,15 @@ def prepare(cfg: dict) -> Prepared:
     model = apply_lora(load_model(cfg, precision), cfg, derived.lora_alpha)
     if cfg.get("packing"):
         check_packs(model)
-    log.info("memory levers: %s%s", lever_state(model), ", packed training batches" if cfg.get("packing") else "")
+    levers = {**lever_state(model), "packing": bool(cfg.get("packing"))}
+    log.info("memory levers: %s", levers)
     micro = cfg["micro_batch_size"]
     if micro == "auto":  # probed as training will run: resolved max_seq_length, levers on, packed or not
         micro = find_micro_batch(model, cfg["batch_size"], cfg["max_seq_length"], precision,
                                  bool(cfg.get("packing")))
     return Prepared(cfg=cfg, derived=derived, precision=precision, tokenizer=tokenizer, model=model,
                     train_set=train_set, eval_set=eval_set, data_report=report, data_format=fmt,
-                    micro_batch_size=micro)
+                    micro_batch_size=micro, levers=levers)
 
 
 INTEGERS = ("batch_size", "micro_batch_size", "max_steps", "eval_interval", "save_interval", "log_interval", "seed")
