@@ -15,7 +15,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: setup setup-litgpt demo test test-fast bench tensorboard dashboard report clean tiny
+.PHONY: setup setup-litgpt demo test test-fast bench gpu-check tensorboard dashboard report clean tiny
 
 setup: $(STAMP)
 
@@ -68,6 +68,11 @@ test-fast: setup
 
 bench: setup setup-litgpt
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Short real sweeps on this machine's CUDA GPUs (bench/gpu_check.py): bf16-true on one GPU, and with
+# two visible the pool (parallel=2) and a data-parallel trial (devices=2). Without one: exit 1.
+gpu-check: setup
+	$(BIN)/python -m bench.gpu_check
 
 SWEEP ?= results
 tensorboard: setup

@@ -1,4 +1,4 @@
-"""`make bench` (python -m bench [--quick]): the five figures, as ratios measured in one run.
+"""`make bench` (python -m bench [--quick]): the seven figures, as ratios measured in one run.
 
 1. search efficiency: optimizer steps (and wall time) until a config within 2% of the
    exhaustive grid's best eval loss is found, as a fraction of the grid's total, for random
@@ -11,6 +11,8 @@
 4. memory across trials: peak RSS of the sweep process after trial 10 against after trial 2.
 5. `make demo` wall time.
 6. a LitGPT trial through the sweeper against the same `litgpt finetune_lora` by hand (bench/litgpt_overhead.py).
+7. the idle fraction of a sweep's slots, 16 uneven trials on 4: our pool, a launcher's batches (a barrier),
+   SLURM jobs (bench/idle_fraction.py).
 Writes results/bench/bench.md and prints it.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import optuna
 
+from bench.idle_fraction import idle_fraction
 from bench.litgpt_overhead import litgpt_overhead
 from sweeper.collect import trial_overrides
 from sweeper.core.layout import SweepLayout
@@ -195,7 +198,7 @@ def main() -> None:
     out.mkdir(parents=True)
     started = time.perf_counter()
     figures = []
-    for step in (search_efficiency, overhead_and_memory, throughput, litgpt_overhead, demo_time):
+    for step in (search_efficiency, overhead_and_memory, throughput, litgpt_overhead, idle_fraction, demo_time):
         figures += step(out, args.quick)
     figures.sort(key=lambda f: f["figure"])
     lines = [f"# lr-sweeper bench{' (quick)' if args.quick else ''}", "",

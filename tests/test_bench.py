@@ -1,21 +1,67 @@
-"""`make bench` smoke test: the quick mode runs end to end and reports all six figures."""
+"""`make bench` smoke test: the quick mode runs end to end and reports all seven figures; the idle
+fraction's arithmetic; `make gpu-check` without a GPU."""
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from bench.gpu_check import plan
+from bench.idle_fraction import idle
+from conftest import ROOT, compose
 
-pytestmark = pytest.mark.slow
 
-
-def test_quick_bench_reports_six_figures_with_targets(tmp_path):
+@pytest.mark.slow
+def test_quick_bench_reports_seven_figures_with_targets(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads((tmp_path / "bench.json").read_text())
-    assert [f["figure"].split(".")[0] for f in figures] == ["1", "2", "3", "4", "5", "6"]
+    assert [f["figure"].split(".")[0] for f in figures] == ["1", "2", "3", "4", "5", "6", "7"]
     assert all(f["target"] and f["value"] for f in figures)
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 7 and table in proc.stdout  # header + six rows, printed too
+    assert table.count("\n| ") == 8 and table in proc.stdout  # header + seven rows, printed too
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line_and_exits_1():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, on any machine
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "needs a CUDA GPU" in lines[0] and "nothing was checked" in lines[0]
+    assert "CUDA_VISIBLE_DEVICES=''" in lines[0]  # what it found
+
+
+def test_gpu_check_plans_one_sweep_per_gpu_setup(tmp_path):
+    assert plan([], tmp_path) == []
+    (one,) = plan(["3"], tmp_path)
+    assert one.env == {"CUDA_VISIBLE_DEVICES": "3"} and one.argv[1:4] == ["-m", "sweeper", "-m"]
+    assert "precision=bf16-true" in one.argv and not any(a.startswith(("devices=", "hydra.sweeper.parallel="))
+                                                         for a in one.argv)
+    single, pool, ddp = plan(["3", "5", "7"], tmp_path)
+    assert pool.env == ddp.env == {"CUDA_VISIBLE_DEVICES": "3,5"}
+    assert "hydra.sweeper.parallel=2" in pool.argv and "devices=2" in ddp.argv
+    assert len({c.sweep for c in (single, pool, ddp)}) == 3 and all(c.sweep.parent == tmp_path for c in (single, pool, ddp))
+    for check in (single, pool, ddp):  # each sweep's overrides compose (a sweep's list: its first value)
+        cfg = compose([a.split(",")[0] for a in check.argv[4:]])
+        assert cfg["precision"] == "bf16-true" and cfg["trainer"]["name"] == "hf"
+    assert compose([a.split(",")[0] for a in ddp.argv[4:]])["devices"] == 2
+
+
+def span(number, parent, parent_started, started, ended):
+    return {"number": number, "parent": parent, "parent_started": parent_started, "started": started, "ended": ended}
+
+
+def test_idle_fraction_from_the_stand_ins_records():
+    # 2 slots: trial 0 trains 1..5, trial 1 trains 1..2; trial 2 trains 3..5
+    fresh = [span(0, "a", 0.0, 1.0, 5.0), span(1, "b", 0.0, 1.0, 2.0), span(2, "c", 2.5, 3.0, 5.0)]
+    r = idle(fresh, slots=2)
+    assert r["busy"] == 7.0 and r["makespan"] == 4.0 and r["device_idle"] == pytest.approx(1 - 7 / 8)
+    # trial 2 in its own process launched at 2.5: the slot was held 5 + 2 + 2.5 of 2 x 5 s
+    assert r["slot_idle"] == pytest.approx(1 - 9.5 / 10) and r["startup"] == 1.0
+    # trial 2 on a reused worker ("b"): launched no earlier than the last training end before it (2.0)
+    reused = fresh[:2] + [span(2, "b", 0.0, 3.0, 5.0)]
+    assert idle(reused, slots=2)["slot_idle"] == pytest.approx(1 - 10 / 10)
