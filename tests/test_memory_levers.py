@@ -74,6 +74,19 @@ def test_4bit_asks_bitsandbytes_for_qlora_nf4(monkeypatch):
     assert q.bnb_4bit_compute_dtype == torch.bfloat16 and kwargs["device_map"] == {"": 1}
 
 
+def test_an_architecture_without_the_kernel_names_attn_implementation(monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from trainers.model import load_model
+
+    def refuse(*args, **kwargs):
+        raise ValueError("GPT2LMHeadModel does not support an attention implementation through "
+                         "torch.nn.functional.scaled_dot_product_attention yet.")
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", refuse)
+    with pytest.raises(ConfigError, match=r"^attn_implementation: sdpa: GPT2LMHeadModel does not support.*accepted"):
+        load_model(compose([*SMALL, "attn_implementation=sdpa"]), "32-true")
+
+
 def test_the_attention_kernel_reaches_the_model():
     from trainers.prepare import prepare
     run = prepare(compose([*SMALL, "attn_implementation=eager"]))

@@ -12,11 +12,14 @@ Evaluation always uses padded rows, so eval loss compares across trials with and
 from __future__ import annotations
 
 import inspect
+import logging
 
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
 from sweeper.core.errors import ConfigError
 from trainers.data import IGNORE
+
+log = logging.getLogger(__name__)
 
 
 def padded(tokenizer) -> DataCollatorForSeq2Seq:
@@ -34,3 +37,7 @@ def check_packs(model) -> None:
     if "position_ids" not in inspect.signature(base.forward).parameters:
         raise ConfigError("packing", f"true: {type(base).__name__} takes no position_ids, so packed examples "
                           "would attend to each other; accepted for this model: false")
+    attention = getattr(base.config, "_attn_implementation", None)
+    if attention != "flash_attention_2":  # memory the probe of micro_batch_size=auto sees too
+        log.info("packing with %s attention builds a (tokens x tokens) block mask for each packed row; "
+                 "flash_attention_2 needs none", attention)
