@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from sweeper.core.record import read_metrics, read_result
+from trainers.litgpt_backend import LitGPTBackend
 from trainers.litgpt_config import litgpt_config
 from trainers.litgpt_run import LitGPTLogs, split_example
 
@@ -175,3 +176,38 @@ def test_a_trial_run_again_restarts_from_step_0_and_says_so(litgpt_python, litgp
     result = read_result(tmp_path)
     assert result["state"] == "complete" and "restarted from step 0: LitGPT cannot resume" in result["reason"]
     assert [r["step"] for r in read_metrics(tmp_path) if "loss" in r] == [1, 2, 3, 4]  # one run's rows, not two
+
+
+def test_devices_and_quantization_map_to_litgpt_and_levers_it_has_not_are_refused(tmp_path):
+    cfg = compose(["trainer=litgpt", "devices=2", "batch_size=16", "micro_batch_size=4"])
+    config = litgpt_config(cfg, Path("/ckpt"), Path("/data"), Path("/out"), max_seq_length=96, total_steps=40,
+                           train_examples=100, eval_iters=3, precision="32-true")
+    # LitGPT's global_batch_size is ours (micro 4 x accumulation 2 x devices 2); its sample generation,
+    # which runs on rank 0 alone and hangs a model sharded over ranks, is skipped
+    assert config["devices"] == 2 and config["train"]["global_batch_size"] == 16
+    assert config["eval"]["max_new_tokens"] == 96 and config["quantize"] is None
+    four_bit = compose(["trainer=litgpt", "quantization=4bit"])
+    assert litgpt_config(four_bit, Path("/c"), Path("/d"), Path("/o"), max_seq_length=96, total_steps=40,
+                         train_examples=100, eval_iters=3, precision="32-true")["quantize"] == "bnb.nf4"
+    levers = compose(["trainer=litgpt", "gradient_checkpointing=true", "attn_implementation=sdpa", "packing=true",
+                      "quantization=4bit", "devices=2"])
+    fields = {err.field for err in LitGPTBackend().problems(levers, read_data=False)}
+    assert {"gradient_checkpointing", "attn_implementation", "packing", "quantization"} <= fields
+
+
+def test_the_batch_must_split_over_litgpt_devices_in_one_line(tmp_path):
+    proc = run_cli(["-m", "trainer=litgpt", "devices=2", "batch_size=4", "micro_batch_size=4", "seed=1,2",
+                    f"hydra.sweep.dir={tmp_path / 's'}"])
+    assert "batch_size: global batch 4 is not a multiple of micro_batch_size 4 x devices 2" in one_line_exit_2(proc)
+
+
+@pytest.mark.slow
+def test_devices_2_runs_litgpt_as_two_cpu_processes(litgpt_python, litgpt_checkpoint, tmp_path):
+    proc = run_cli(["trainer=litgpt", f"model.name_or_path={litgpt_checkpoint}", "devices=2", "max_steps=4",
+                    "eval_interval=2", "save_interval=2", "batch_size=8", "micro_batch_size=4",
+                    f"hydra.run.dir={tmp_path}"], python=litgpt_python)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(tmp_path)
+    assert result["state"] == "complete" and result["world_size"] == 2 and result["eval_loss"] is not None
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in (tmp_path / "stderr.log").read_text()
+    assert [r["step"] for r in read_metrics(tmp_path) if "loss" in r] == [1, 2, 3, 4]  # optimizer steps

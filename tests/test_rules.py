@@ -87,3 +87,28 @@ def test_missing_model_directory_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         check_model(cfg)
     assert err.value.field == "model.name_or_path"
+
+
+@pytest.mark.parametrize("batch, micro, devices, accumulation", [(16, 4, 1, 4), (16, 4, 2, 2), (16, 4, 4, 1),
+                                                                  (8, 2, 2, 2)])
+def test_global_batch_is_micro_x_accumulation_x_devices(batch, micro, devices, accumulation):
+    cfg = with_(batch_size=batch, micro_batch_size=micro, devices=devices)
+    check_hyperparameters(cfg)
+    assert derive(cfg).gradient_accumulation_steps == accumulation
+    assert micro * accumulation * devices == batch
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"batch_size": 12, "micro_batch_size": 4, "devices": 2},
+     "batch_size: global batch 12 is not a multiple of micro_batch_size 4 x devices 2; accepted: a multiple of 8"),
+    ({"batch_size": 16, "micro_batch_size": 16, "devices": 2}, "a multiple of 32"),  # never floored to 0
+    ({"batch_size": 9, "micro_batch_size": "auto", "devices": 2},
+     "batch_size: global batch 9 does not split over devices=2; accepted: a multiple of 2"),
+    ({"devices": 0}, "devices: 0 is not accepted; accepted: an integer >= 1"),
+    ({"devices": 1.5}, "devices: 1.5 is not accepted; accepted: an integer >= 1"),
+    ({"devices": True}, "devices: True is not accepted"),
+])
+def test_a_batch_that_does_not_split_over_the_devices_is_one_error(changes, words):
+    with pytest.raises(ConfigError) as err:
+        check_hyperparameters(with_(**changes))
+    assert words in str(err.value) and "\n" not in str(err.value)

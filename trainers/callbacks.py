@@ -36,11 +36,12 @@ class MetricsFile(TrainerCallback):
     The Trainer logs train and eval metrics in separate calls at the same step;
     they are merged into one line. On resume, lines past the checkpoint's step
     are dropped so a resumed trial never shows a step twice; a fresh start
-    (step 0) keeps none, so an earlier run's lines never mix in.
+    (step 0) keeps none, so an earlier run's lines never mix in. writes=False (a rank other than 0)
+    keeps the rows in memory only, for the divergence guard.
     """
 
-    def __init__(self, trial_dir: Path):
-        self.trial_dir = trial_dir
+    def __init__(self, trial_dir: Path, writes: bool = True):
+        self.trial_dir, self.writes = trial_dir, writes
         self.pending: dict | None = None
         self.history: list[dict] = []
         self._reference: float | None = None
@@ -50,11 +51,13 @@ class MetricsFile(TrainerCallback):
         kept = read_metrics(self.trial_dir, upto_step) if upto_step > 0 else []
         self.history = kept
         self._reference = None
-        rewrite_metrics(self.trial_dir, kept)
+        if self.writes:
+            rewrite_metrics(self.trial_dir, kept)
 
     def append(self, row: dict) -> None:
         self.history.append(row)
-        append_metrics(self.trial_dir, row)
+        if self.writes:
+            append_metrics(self.trial_dir, row)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.reload(state.global_step)

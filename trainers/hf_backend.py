@@ -1,7 +1,9 @@
 """The hf backend: transformers Trainer + peft LoRA, in the sweeper's process or a slot's.
 
 Importing this module imports no torch: validation reads config.json, safetensors
-headers and data files only; run() and find_lr() import the training code.
+headers and data files only; run() and find_lr() import the training code. devices=N > 1
+runs the trial as N data-parallel processes under torchrun (trainers/distributed.py), watched
+from this process like the process backends' children.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Mapping
 
 from sweeper.core.contract import Reporter
 from sweeper.core.errors import ConfigError
+from sweeper.core.rules import devices
 from trainers import hf_checks
 
 
@@ -21,6 +24,10 @@ class HFBackend:
 
     def run(self, cfg: Mapping, trial_dir: Path, reporter: Reporter | None = None,
             started: float | None = None) -> dict:
+        if devices(cfg) > 1:
+            from trainers.distributed import run_data_parallel  # no torch in this process
+
+            return run_data_parallel(dict(cfg), trial_dir, reporter, started)
         from trainers.train import train  # the first torch import
 
         return train(dict(cfg), trial_dir, reporter, started=started)

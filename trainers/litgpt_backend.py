@@ -19,6 +19,7 @@ from typing import Mapping
 
 from sweeper.core.contract import Reporter
 from sweeper.core.errors import ConfigError
+from sweeper.core.rules import devices
 from trainers.litgpt_config import TARGETS, base_config, targets
 from trainers.process_trial import ProcessBackend, common_problems
 
@@ -54,6 +55,7 @@ def problems(cfg: Mapping) -> list[ConfigError]:
                        f"{lora.get('alpha')}: LitGPT's lora_alpha is an integer; accepted: an integer, or null (2 x r)"),
         "lora.targets": (any(t not in TARGETS for t in targets(cfg)),
                          f"{','.join(targets(cfg))}; accepted: a list of {', '.join(TARGETS)}"),
+        **memory_lever_problems(cfg),
     }
     errors += [ConfigError(key, why) for key, (bad, why) in unmapped.items() if bad]
     try:
@@ -61,6 +63,25 @@ def problems(cfg: Mapping) -> list[ConfigError]:
     except ConfigError as err:
         errors.append(err)
     return errors
+
+
+def memory_lever_problems(cfg: Mapping) -> dict[str, tuple[bool, str]]:
+    """The memory levers finetune_lora has no flag for are refused when set; quantization=4bit maps
+    to its `quantize: bnb.nf4` (QLoRA's NF4), which LitGPT runs on one device, unmixed, with bitsandbytes."""
+    quantized = cfg.get("quantization") == "4bit"
+    return {
+        "gradient_checkpointing": (bool(cfg.get("gradient_checkpointing")),
+                                   "true: finetune_lora has no such flag; accepted: false"),
+        "attn_implementation": (cfg.get("attn_implementation") is not None,
+                                f"{cfg.get('attn_implementation')!r}: LitGPT picks its own attention; "
+                                "accepted: null"),
+        "packing": (bool(cfg.get("packing")), "true: finetune_lora pads its batches; accepted: false"),
+        "quantization": (quantized and (devices(cfg) > 1 or "mixed" in str(cfg["precision"])
+                                        or importlib.util.find_spec("bitsandbytes") is None),
+                         "4bit (LitGPT's bnb.nf4) runs on one device, without mixed precision, with bitsandbytes "
+                         f"installed (devices={devices(cfg)}, precision={cfg['precision']}); accepted: none, or "
+                         "4bit with devices=1, a -true precision and pip install bitsandbytes"),
+    }
 
 
 class LitGPTBackend(ProcessBackend):

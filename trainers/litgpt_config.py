@@ -12,7 +12,7 @@ from typing import Mapping
 import yaml
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.rules import derive
+from sweeper.core.rules import derive, devices
 
 # our key -> LitGPT's (for the README and the errors; litgpt_config below applies it)
 LITGPT_KEYS = {
@@ -23,7 +23,9 @@ LITGPT_KEYS = {
     "eval_interval": "eval.interval", "save_interval": "train.save_interval",
     "lora.r": "lora_r", "lora.alpha": "lora_alpha", "lora.dropout": "lora_dropout",
     "lora.targets": "lora_query/key/value/projection/mlp/head", "precision": "precision", "seed": "seed",
+    "devices": "devices", "quantization": "quantize",
 }
+QUANTIZE = {"none": None, "4bit": "bnb.nf4"}  # QLoRA's NF4, as our hf backend's 4bit
 TARGETS = ("query", "key", "value", "projection", "mlp", "head")
 def targets(cfg: Mapping) -> list[str]:
     value = cfg["lora"].get("targets") or []
@@ -76,9 +78,13 @@ def litgpt_config(cfg: Mapping, checkpoint: Path, data_dir: Path, out_dir: Path,
                                             "weight_decay": float(cfg.get("weight_decay") or 0.0)}}
     evaluation = {"max_new_tokens": 4, **config.get("eval", {}), "interval": int(cfg["eval_interval"]),
                   "max_iters": eval_iters, "initial_validation": False, "final_validation": True}
+    if devices(cfg) > 1:  # LitGPT generates its sample on rank 0 alone, which hangs a model sharded over ranks;
+        evaluation["max_new_tokens"] = max_seq_length  # a sample this long is skipped (prompt + it > the model's length)
     chosen = set(targets(cfg))
     return {**config, "checkpoint_dir": str(checkpoint), "out_dir": str(out_dir), "precision": precision,
-            "devices": 1, "num_nodes": 1, "seed": int(cfg["seed"]), "logger_name": "csv",
+            # LitGPT's global_batch_size is ours: micro x accumulation x devices, the accumulation its own
+            "devices": devices(cfg), "num_nodes": 1, "seed": int(cfg["seed"]), "logger_name": "csv",
+            "quantize": QUANTIZE[cfg.get("quantization") or "none"],
             "lora_r": int(lora["r"]), "lora_alpha": int(derived.lora_alpha), "lora_dropout": float(lora["dropout"]),
             **{f"lora_{t}": t in chosen for t in TARGETS},
             "data": {"class_path": "litgpt.data.JSON",

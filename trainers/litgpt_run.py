@@ -63,7 +63,8 @@ def run_litgpt(cfg: dict, trial_dir: Path, reporter=None, started: float | None 
         no_metrics_hint=f"(no val_loss in {trial_dir / OUT_DIR / 'logs' / 'csv'}: see {trial_dir / 'stderr.log'})",
         measure=lambda rows: {**logs.measure(), "truncation": report.as_dict(), "effective_lr": derived.effective_lr,
                               "micro_batch_size": int(cfg["micro_batch_size"]),
-                              "gradient_accumulation_steps": accumulation, "precision": config["precision"]})
+                              "gradient_accumulation_steps": accumulation, "precision": config["precision"],
+                              "world_size": config["devices"]})
     result = run_child(child, cfg, trial_dir, reporter, started)
     if result["state"] == "complete" and (trial_dir / OUT_DIR / "final").is_dir():
         shutil.rmtree(trial_dir / FINAL_MODEL, ignore_errors=True)

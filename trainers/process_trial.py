@@ -14,6 +14,7 @@ trainer.grace_seconds. When the child ends, result.json gets the TrialResult.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -46,6 +47,7 @@ class ChildTrial:
     no_metrics_hint: str = ""             # where the objective should have come from, for the failure reason
     note: str = ""                        # said in the trial's reason (e.g. a restart from step 0)
     measure: Callable[[list[dict]], dict] = lambda rows: {}  # the backend's own figures for result.json
+    failure: Callable[[], str | None] = lambda: None  # why a failed child failed, if it says so itself
 
 
 @dataclass
@@ -67,7 +69,7 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
     watch = Watch()
     with open(trial_dir / STDOUT_LOG, "ab") as out, open(trial_dir / STDERR_LOG, "wb") as err:
         proc = subprocess.Popen(child.argv, cwd=child.cwd, stdout=out, stderr=err, start_new_session=True,
-                                env={**trial_env.environment(), **child.env})
+                                env={**trial_env.environment(), **child.env}, preexec_fn=die_with_parent)
         try:
             while True:
                 ended = proc.poll() is not None  # read once more after the end: the last rows count
@@ -84,6 +86,15 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
     result = _result(child, cfg, trial_dir, watch, proc.returncode, time.time() - started)
     write_result(trial_dir, result)
     return result.to_dict()
+
+
+def die_with_parent() -> None:
+    """In a child, before it runs: SIGKILL when its parent dies (a trial killed by its executor, or
+    torchrun killed after the grace period), so no child outlives what watches it."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def stop(proc: subprocess.Popen, grace_seconds: float) -> None:
@@ -134,7 +145,7 @@ def _result(child: ChildTrial, cfg: dict, trial_dir: Path, watch: Watch, returnc
     evals = [r for r in rows if isinstance(r.get(objective), (int, float)) and r["step"] > 0]
     state, reason = watch.state, watch.reason
     if state == TrialState.COMPLETE and returncode != 0:
-        state, reason = TrialState.FAILED, f"exit code {returncode}: {_stderr_tail(trial_dir)}"
+        state, reason = TrialState.FAILED, f"exit code {returncode}: {child.failure() or _stderr_tail(trial_dir)}"
     elif state == TrialState.COMPLETE and not evals:
         state, reason = TrialState.FAILED, f"the trainer wrote no {objective} {child.no_metrics_hint}".strip()
     if child.note:

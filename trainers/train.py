@@ -3,7 +3,8 @@
     train(cfg, trial_dir, reporter) -> result dict (also written to result.json)
 
 Everything the trial learns lands in trial_dir: TensorBoard events (tb/),
-metrics.jsonl, checkpoint-*/ and result.json. A trial directory that already
+metrics.jsonl, checkpoint-*/ and result.json. Under torchrun (devices=N, trainers/distributed.py)
+every rank runs this recipe and only rank 0 writes those files. A trial directory that already
 holds a checkpoint resumes from the newest one, if that checkpoint was made by
 the same config (each checkpoint holds its config's fingerprint); a checkpoint
 of another config is refused, never trained on nor deleted (checkpoints.py).
@@ -17,11 +18,12 @@ from pathlib import Path
 
 from sweeper.core.layout import FINAL_MODEL
 from sweeper.core.record import TrialState, write_result
-from sweeper.core.rules import check_hyperparameters
+from sweeper.core.rules import accumulation_steps, check_hyperparameters, devices
 from trainers.batch_size import free_memory, halve, is_out_of_memory
 from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, TrialOutcome
 from trainers.checkpoints import config_fingerprint, is_finished, load_finished, newest_complete_checkpoint, \
     resume_point
+from trainers.distributed import is_main_process
 from trainers.hf_checks import check_model
 from trainers.prepare import Prepared, prepare
 from trainers.summary import summarize
@@ -45,13 +47,14 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
     if run.derived.effective_lr != run.cfg["lr"]:
         log.info("lr_scaling=%s: lr %g at batch %d -> %g", run.cfg["lr_scaling"], run.cfg["lr"],
                  run.cfg["batch_size"], run.derived.effective_lr)
-    outcome, metrics, clock = TrialOutcome(), MetricsFile(trial_dir), FitClock()
+    main = is_main_process()
+    outcome, metrics, clock = TrialOutcome(), MetricsFile(trial_dir, writes=main), FitClock()
     divergence = run.cfg["divergence"]
     callbacks = [metrics, DivergenceGuard(outcome, metrics, divergence["factor"], divergence["min_steps"]),
                  PruningReporter(outcome, reporter, run.cfg["objective"]), clock]
     # fit
     train_started = time.time()
-    trainer, oom_retry = fit(run, trial_dir, max_steps, resume, fingerprint, metrics, callbacks)
+    trainer, oom_retry = fit(run, trial_dir, max_steps, resume, fingerprint if main else None, metrics, callbacks)
     train_seconds = time.time() - train_started
     # validate: the run must end evaluated (unless it diverged)
     if outcome.state != TrialState.DIVERGED:
@@ -60,20 +63,24 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
         save_final(trainer, run, trial_dir / FINAL_MODEL)
     result = summarize(run, metrics.history, outcome, trainer, per_epoch, train_seconds, time.time() - started,
                        resume, clock, oom_retry)
-    write_result(trial_dir, result)
+    if main:
+        write_result(trial_dir, result)
     del trainer, run
     free_memory()
     return result.to_dict()
 
 
-def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fingerprint: dict,
+def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fingerprint: dict | None,
         metrics: MetricsFile, callbacks: list) -> tuple[SweepTrainer, dict | None]:
     """Trains to max_steps from `resume` (or loads a checkpoint already there). An out-of-memory
     error mid-run is retried once, from the newest checkpoint, with half the micro batch.
-    Returns the trainer and what the retry changed (None: no retry)."""
+    Returns the trainer and what the retry changed (None: no retry). `fingerprint`: None on the
+    ranks that write no checkpoint files."""
     micro, batch, oom_retry = run.micro_batch_size, run.cfg["batch_size"], None
     while True:
         trainer = build_trainer(run, trial_dir, max_steps, micro, not resume, callbacks, fingerprint)
+        # the guide's rule: global batch = micro batch x accumulation x devices (each rank accumulates its share)
+        trainer.args.gradient_accumulation_steps = accumulation_steps(run.cfg, micro)
         if resume:
             log.info("resuming from %s", resume)
         try:
@@ -84,7 +91,7 @@ def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fing
                 trainer.train(resume_from_checkpoint=resume)
             return trainer, oom_retry
         except Exception as err:
-            smaller = halve(micro, batch)
+            smaller = halve(micro, batch // devices(run.cfg))  # a micro batch that divides this rank's share
             if not is_out_of_memory(err) or oom_retry is not None or smaller is None:
                 raise
             log.warning("out of memory at micro batch %d: retrying once with %d (global batch %d kept)",
@@ -101,8 +108,9 @@ def save_final(trainer: SweepTrainer, run: Prepared, out: Path) -> None:
     """The trained adapter (peft's save_pretrained layout: adapter_config.json and
     adapter_model.safetensors; the whole model for a full fine-tune) and its tokenizer, ready to
     load: the sweeper exports the winner's as <sweep dir>/best/."""
-    trainer.save_model(str(out))
-    run.tokenizer.save_pretrained(str(out))
+    trainer.save_model(str(out))  # rank 0 only (the Trainer's own rule)
+    if is_main_process():
+        run.tokenizer.save_pretrained(str(out))
 
 
 def evaluate_last_step(trainer: SweepTrainer, metrics: MetricsFile) -> None:

@@ -39,8 +39,19 @@ class Derived:
 
 def derive(cfg: Mapping) -> Derived:
     micro = cfg.get("micro_batch_size")
-    accumulation = int(cfg["batch_size"]) // int(micro) if micro != "auto" else None
+    accumulation = accumulation_steps(cfg, int(micro)) if micro != "auto" else None
     return Derived(effective_lr(cfg), lora_alpha(cfg) if get_dotted(cfg, "lora.r") is not None else None, accumulation)
+
+
+def devices(cfg: Mapping) -> int:
+    """Data-parallel processes per trial (1 when the key is absent)."""
+    return int(cfg.get("devices") or 1)
+
+
+def accumulation_steps(cfg: Mapping, micro: int) -> int:
+    """The guide's rule, global batch = micro batch x gradient accumulation x devices, solved for the
+    accumulation; `micro` is the micro batch actually run (auto resolved, an out-of-memory retry's)."""
+    return int(cfg["batch_size"]) // (int(micro) * devices(cfg))
 
 
 def flat_params(cfg: Mapping, derived: Derived | None = None) -> dict:
@@ -82,11 +93,10 @@ def check_hyperparameters(cfg: Mapping) -> None:
     p.check(choice, cfg, "lr_scaling", LR_SCALINGS) if cfg.get("lr_scaling") is not None else None
     if cfg.get("lr_reference_batch") is not None:
         p.check(positive_int, cfg, "lr_reference_batch")
-    micro = batch if cfg.get("micro_batch_size") == "auto" else p.check(positive_int, cfg, "micro_batch_size")
-    if batch and micro and batch % micro:
-        p.errors.append(ConfigError("batch_size", f"global batch {batch} is not a multiple of micro_batch_size "
-                                    f"{micro}; accepted: a multiple of {micro} (global batch = micro batch x "
-                                    "gradient accumulation)"))
+    auto = cfg.get("micro_batch_size") == "auto"
+    micro = 1 if auto else p.check(positive_int, cfg, "micro_batch_size")
+    n_devices = p.check(positive_int, cfg, "devices") if cfg.get("devices") is not None else 1
+    p.check(_check_batch, batch, micro, n_devices, auto)
     max_steps = p.check(_check_max_steps, cfg)
     p.check(at_least, cfg, "epochs", 0, "a number > 0 (used when max_steps is -1)", strict=True)
     p.check(_check_max_seq_length, cfg)
@@ -107,6 +117,21 @@ def check_hyperparameters(cfg: Mapping) -> None:
     p.check(_check_scheduler, cfg, max_steps)
     p.check(_check_lora, cfg)
     p.raise_any()
+
+
+def _check_batch(batch: int | None, micro: int | None, n_devices: int | None, auto: bool) -> None:
+    """global batch = micro batch x gradient accumulation x devices: batch_size must split evenly
+    (never floored: a floored accumulation would train on a smaller batch than the one swept)."""
+    if not (batch and micro and n_devices) or batch % (micro * n_devices) == 0:
+        return
+    per_step = micro * n_devices
+    rule = "global batch = micro batch x gradient accumulation x devices"
+    if auto:
+        raise ConfigError("batch_size", f"global batch {batch} does not split over devices={n_devices}; accepted: "
+                          f"a multiple of {n_devices} ({rule})")
+    shown = f"micro_batch_size {micro} x devices {n_devices}" if n_devices > 1 else f"micro_batch_size {micro}"
+    raise ConfigError("batch_size", f"global batch {batch} is not a multiple of {shown}; accepted: a multiple "
+                      f"of {per_step} ({rule})")
 
 
 def _check_lr(cfg: Mapping) -> None:

@@ -9,6 +9,7 @@ import time
 
 from sweeper.core.layout import QUIET_ENV, THREADS_ENV
 from sweeper.executors.base import TrialLaunch
+from sweeper.executors.commands import cpu_threads, slot_gpus
 
 
 def _die_with_parent() -> None:
@@ -22,14 +23,16 @@ def _die_with_parent() -> None:
 class PoolExecutor:
     """N slots, each running one trial as `python -m sweeper ...` in its own process.
 
-    A slot gets its next trial the moment it frees: no batch barrier. With GPUs,
-    slot i is pinned to GPU i (CUDA_VISIBLE_DEVICES); without, the cores are split.
+    A slot gets its next trial the moment it frees: no batch barrier. A trial runs `devices`
+    processes: with GPUs, slot i is pinned to its own `devices` GPUs (CUDA_VISIBLE_DEVICES: GPUs
+    i*devices .. i*devices+devices-1; check_local_devices refused a sweep they do not fit); without,
+    the cores are split over slots x devices processes.
     """
 
     def __init__(self, slots: int, base_command: list[str], gpus: list[str], devices: int = 1):
         self.slots, self.base_command, self.gpus, self.devices = slots, base_command, gpus, devices
         self.procs: dict[int, tuple[subprocess.Popen, int]] = {}
-        self.threads = max(1, (os.cpu_count() or 1) // slots)
+        self.threads = cpu_threads(slots * devices)
 
     def _free_slot(self) -> int:
         used = {slot for _, slot in self.procs.values()}
@@ -42,7 +45,7 @@ class PoolExecutor:
         child_env = {**os.environ, **launch.env, QUIET_ENV: "1",
                      "OMP_NUM_THREADS": str(self.threads), THREADS_ENV: str(self.threads)}
         if self.gpus:
-            child_env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+            child_env["CUDA_VISIBLE_DEVICES"] = ",".join(slot_gpus(self.gpus, slot, self.devices))
         log = open(trial_dir / "trial.log", "ab")
         cmd = self.base_command + launch.overrides + [f"hydra.run.dir={trial_dir}"]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env,
