@@ -56,7 +56,8 @@ def resume_from(frozen: FrozenTrial, layout: SweepLayout) -> Path | None:
     # superseded by the retry (which finishes from its last checkpoint), so no config shows twice
     previous = read_result(dead)
     if previous is not None and previous.get("lost") and previous.get("retried_as") is None:
-        write_result(dead, {**previous, "retried_as": number, "reason": f"{previous['reason']}; retried as trial {number}"})
+        write_result(dead, {**previous, "retried_as": number,
+                            "reason": f"{previous['reason']}; retried as trial {number}"})
     elif previous is None or previous.get("state") != "failed":
         if previous is not None:
             (dead / "result.json").replace(dead / "result.superseded.json")

@@ -3,6 +3,7 @@ and checked in one place, every problem at once."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 from sweeper.core.errors import ConfigError, Problems
@@ -35,22 +36,18 @@ class SlurmSettings:
 
     def check(self, p: Problems) -> None:
         for key in ("partition", "account", "qos"):
-            value = getattr(self, key)
-            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[\w.,:@+-]+", value)):
-                p.errors.append(ConfigError(f"hydra.sweeper.slurm.{key}", f"{value!r} is not accepted; accepted: a name, or null"))
-        if not (_is_int(self.time, 1) or (isinstance(self.time, str) and re.fullmatch(r"(\d+-)?\d+:\d\d:\d\d", self.time))):
-            p.errors.append(ConfigError("hydra.sweeper.slurm.time", f"{self.time!r} is not accepted; accepted: minutes (an "
-                              "integer >= 1) or \"HH:MM:SS\""))
-        if self.mem is not None and not (isinstance(self.mem, str) and re.fullmatch(r"\d+[KMGT]?", self.mem)):
-            p.errors.append(ConfigError("hydra.sweeper.slurm.mem", f"{self.mem!r} is not accepted; accepted: a size such as "
-                              "16G or 16000M, or null"))
+            p.check(_matching, f"slurm.{key}", getattr(self, key), r"[\w.,:@+-]+", "a name, or null")
+        if not _is_int(self.time, 1):
+            p.check(_matching, "slurm.time", self.time, r"(\d+-)?\d+:\d\d:\d\d",
+                    'minutes (an integer >= 1) or "HH:MM:SS"', optional=False)
+        p.check(_matching, "slurm.mem", self.mem, r"\d+[KMGT]?", "a size such as 16G or 16000M, or null")
         p.check(_integer, "slurm.cpus_per_trial", self.cpus_per_trial, 1)
         if self.gpus_per_trial is not None:
             p.check(_integer, "slurm.gpus_per_trial", self.gpus_per_trial, 0)
         if not isinstance(self.extra, dict) or not all(
                 isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in self.extra.items()):
-            p.errors.append(ConfigError("hydra.sweeper.slurm.extra", f"{self.extra!r} is not accepted; accepted: a mapping of "
-                              "sbatch parameters to values, e.g. {constraint: a100}"))
+            p.errors.append(ConfigError("hydra.sweeper.slurm.extra", f"{self.extra!r} is not accepted; accepted: a "
+                                        "mapping of sbatch parameters to values, e.g. {constraint: a100}"))
 
 
 @dataclass
@@ -76,7 +73,8 @@ class SweepSettings:
     def from_hydra(cls, settings: dict) -> "SweepSettings":
         repeat = _known("repeat", settings.pop("repeat", None), RepeatSettings)
         slurm = _known("slurm", settings.pop("slurm", None), SlurmSettings)
-        slurm["extra"] = dict(slurm.get("extra") or {})
+        extra = slurm.get("extra") or {}
+        slurm["extra"] = dict(extra) if isinstance(extra, Mapping) else extra  # a DictConfig from Hydra
         return cls(**settings, repeat=RepeatSettings(**repeat), slurm=SlurmSettings(**slurm))
 
     def check(self) -> None:
@@ -131,6 +129,11 @@ def _shared_storage(storage: str | None) -> None:
                           "cannot be shared by SLURM jobs on other nodes; accepted with executor=slurm: "
                           "postgresql://USER:PASS@HOST/DB, or a journal file on shared disk "
                           "(hydra.sweeper.storage=/shared/path/study.log)")
+
+
+def _matching(key: str, value, pattern: str, accepted: str, optional: bool = True) -> None:
+    if not ((value is None and optional) or (isinstance(value, str) and re.fullmatch(pattern, value))):
+        raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not accepted; accepted: {accepted}")
 
 
 def _is_int(value, low: int) -> bool:

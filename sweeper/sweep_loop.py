@@ -129,7 +129,8 @@ class SweepLoop:
             "direction": self.directions[0], "second_objective": self.s.second_objective,
             "second_direction": self.directions[1] if len(self.directions) > 1 else None,
             "repeat": self.s.as_dict()["repeat"], "sampler": self.sampler_name, "pruner": self.s.pruner_spec(),
-            "n_trials": self.n_trials, "parallel": self.s.parallel, "trial_subdir": self.layout.subdir,
+            "n_trials": self.n_trials, "parallel": self.s.parallel, "executor": self.s.executor,
+            "trial_subdir": self.layout.subdir,
             "search_space": {k: json.loads(distribution_to_json(v)) for k, v in self.space.distributions.items()},
             "fixed": self.space.fixed,
         })

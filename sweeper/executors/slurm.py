@@ -11,6 +11,8 @@ retries it from its checkpoint (retries.py).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import time
@@ -23,7 +25,7 @@ from sweeper.executors.base import TrialLaunch
 from sweeper.retries import Lost
 from sweeper.settings import SlurmSettings
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = (0.5, 10.0)  # sacct every 0.5 s at first, backing off to every 10 s
 
 
 def run_trial(command: list[str], env: dict[str, str], trial_dir: str) -> tuple[int, bool]:
@@ -56,7 +58,8 @@ class SlurmExecutor:
         try:
             import submitit
         except ImportError:
-            raise ConfigError("hydra.sweeper.executor", "slurm needs submitit: pip install 'lr-sweeper[slurm]'") from None
+            raise ConfigError("hydra.sweeper.executor",
+                              "slurm needs submitit: pip install 'lr-sweeper[slurm]'") from None
         self.base_command, self.threads = base_command, str(settings.cpus_per_trial)
         # max_num_timeout=0: submitit never requeues a trial itself; a lost trial is retried by the study
         self.executor = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=0)
@@ -68,23 +71,30 @@ class SlurmExecutor:
         command = self.base_command + launch.overrides + [f"hydra.run.dir={launch.trial_dir}"]
         env = {**launch.env, QUIET_ENV: "1", "OMP_NUM_THREADS": self.threads, THREADS_ENV: self.threads}
         try:
-            job = self.executor.submit(run_trial, command, env, str(launch.trial_dir))
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's errors: they are in err
+                job = self.executor.submit(run_trial, command, env, str(launch.trial_dir))
         except Exception as err:  # sbatch refused it: a partition, account or resource it cannot have
-            raise ConfigError("hydra.sweeper.slurm", "sbatch refused the trial's job: "
-                              + " ".join(str(err).split())[-300:]) from None
+            why = " ".join(str(err).replace("sbatch: error: ", "").split())[-300:]
+            raise ConfigError("hydra.sweeper.slurm", f"sbatch refused the trial's job: {why}; accepted: a partition, "
+                              "account and resources the cluster has (gpus_per_trial=0 on a CPU-only partition)"
+                              ) from None
         self.jobs[launch.number] = (job, launch.trial_dir)
 
     def poll(self) -> dict[int, int | Lost]:
+        delay = POLL_SECONDS[0]
         while self.jobs:
-            # sacct's state, forced: submitit's own polling backs off for minutes, and job.result()
-            # waits on a lost job; PREEMPTED is final here (no requeue), submitit waits for a requeue
+            # a job that returned leaves its result pickle; a lost one is seen in sacct, asked once a
+            # round for every job (submitit's own polling backs off for minutes, and job.result() waits
+            # on a lost job); PREEMPTED is final here (no requeue), where submitit waits for a requeue
+            next(iter(self.jobs.values()))[0].watcher.update()
             done = {n: (job, d) for n, (job, d) in self.jobs.items()
-                    if job.done(force_check=True) or job.state.upper().startswith("PREEMPTED")}
+                    if job.done() or job.state.upper().startswith("PREEMPTED")}
             if done:
                 for n in done:
                     del self.jobs[n]
                 return {n: _outcome(job, trial_dir) for n, (job, trial_dir) in done.items()}
-            time.sleep(POLL_SECONDS)
+            time.sleep(delay)
+            delay = min(POLL_SECONDS[1], delay * 1.5)  # gentle on slurmdbd while trials run long
         return {}
 
     def cancel(self, number: int) -> None:
@@ -101,8 +111,8 @@ class SlurmExecutor:
 
 def _outcome(job, trial_dir: Path, settle_seconds: float = 30.0) -> int | Lost:
     """The trial's exit code when it left its result; Lost (retried) when its job ended without."""
-    code, wrote = 1, False
-    if job.paths.result_pickle.exists():  # run_trial returned
+    code, returned, wrote = 1, job.paths.result_pickle.exists(), False
+    if returned:  # run_trial returned (a signal may have ended the trial itself)
         try:
             code, wrote = job.result()
         except Exception:  # the job function itself failed
@@ -110,6 +120,8 @@ def _outcome(job, trial_dir: Path, settle_seconds: float = 30.0) -> int | Lost:
     deadline = time.time() + (settle_seconds if wrote else 0)
     while read_result(trial_dir) is None and time.time() < deadline:
         time.sleep(0.5)  # written on the node: a shared filesystem may show it a moment later
-    if read_result(trial_dir) is None:
-        return Lost(f"SLURM job {job.job_id} ended {job.state} without a result.json: lost", str(job.job_id))
-    return code
+    if read_result(trial_dir) is not None:
+        return code
+    how = (f"its trial process ended with exit code {code}" if returned
+           else f"the job ended {job.get_info(mode='force').get('State') or job.state}")
+    return Lost(f"SLURM job {job.job_id}: {how} before it wrote result.json (lost)", str(job.job_id))
