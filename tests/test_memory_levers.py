@@ -34,10 +34,9 @@ def test_a_gpu_without_the_packages_names_the_package(monkeypatch):
 
 def test_cuda_visible_devices_empty_hides_the_gpu(monkeypatch):
     from trainers.hf_checks import has_cuda_gpu
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert not has_cuda_gpu()
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert has_cuda_gpu() == torch.cuda.is_available()  # the driver check agrees with torch here
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not has_cuda_gpu()
 
 
 @pytest.mark.parametrize("args, field", [(["quantization=4bit"], "quantization"),
@@ -50,7 +49,7 @@ def test_cli_one_line_for_a_lever_this_machine_lacks(args, field, tmp_path):
     sweep = tmp_path / "sweep"
     line = one_line_exit_2(run_cli(["-m", "lr=1e-3,3e-3", *args, f"hydra.sweep.dir={sweep}"]))
     assert field in line
-    assert not (sweep / "study.db").exists()
+    assert not sweep.exists()  # no study.db, nothing at all
 
 
 def test_load_time_refuses_too_and_passes_the_attention_kernel():
@@ -143,6 +142,16 @@ def test_gradient_checkpointing_recomputes_and_keeps_the_gradients():
     assert ckpt_saved < 0.5 * plain_saved, (ckpt_saved, plain_saved)  # activations kept for backward
 
 
+def test_a_model_without_checkpointing_names_the_field():
+    from types import SimpleNamespace
+
+    from trainers.memory_levers import ready_for_training
+    model = SimpleNamespace(supports_gradient_checkpointing=False)
+    with pytest.raises(ConfigError, match=r"^gradient_checkpointing: true: SimpleNamespace does not support it"):
+        ready_for_training(model, {"gradient_checkpointing": True})
+    assert ready_for_training(model, {"gradient_checkpointing": False}) is model
+
+
 # ---- micro_batch_size=auto probes the model as training will run it
 
 def test_the_micro_batch_probe_sees_the_levers_and_the_resolved_length(monkeypatch):
@@ -174,12 +183,12 @@ def test_the_micro_batch_probe_sees_the_levers_and_the_resolved_length(monkeypat
 
 # ---- packing: a packed batch is the same batch without its padding
 
-@pytest.mark.parametrize("model, attention", [("tiny", "sdpa"), ("tiny", "eager"), ("gpt2", "sdpa")])
-def test_a_packed_batch_has_the_loss_of_its_examples_unpacked(model, attention, micro_models):
+@pytest.mark.parametrize("arch, attention", [("tiny", "sdpa"), ("tiny", "eager"), ("gpt2", "sdpa")])
+def test_a_packed_batch_has_the_loss_of_its_examples_unpacked(arch, attention, micro_models):
     """The tiny Llama (rotary positions) and GPT-2 (learnt absolute positions) both honour it."""
     from trainers.packing import padded, train_collator
     from trainers.prepare import prepare
-    path = [f"model.name_or_path={micro_models[model]}"] if model != "tiny" else []
+    path = [f"model.name_or_path={micro_models[arch]}"] if arch != "tiny" else []
     run = prepare(compose([*SMALL, *path, f"attn_implementation={attention}", "lora.dropout=0"]))
     model, examples = run.model.eval(), run.train_set[:4]  # one row within GPT-2's 256 positions
     packed, rows = train_collator(run.tokenizer, True)(examples), padded(run.tokenizer)(examples)
@@ -261,7 +270,7 @@ def test_a_packed_trial_trains_the_same_tokens_to_the_same_eval_loss(baseline, t
     result = train(compose([*TRIAL, "packing=true"]), tmp_path)
     assert result["state"] == "complete"
     assert result["tokens"] == baseline["tokens"] > 0  # every packed token is a real one
-    assert result["initial_eval_loss"] == pytest.approx(baseline["initial_eval_loss"], rel=1e-6)  # eval unpacked
+    assert result["initial_eval_loss"] == pytest.approx(baseline["initial_eval_loss"], rel=1e-6)  # the same start
     assert result["eval_loss"] == pytest.approx(baseline["eval_loss"], rel=1e-4)  # the same gradients, unpadded
 
 
