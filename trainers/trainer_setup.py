@@ -115,13 +115,15 @@ class SweepTrainer(Trainer):
     eval_collator = None  # evaluation's collator, when training's packs (eval stays padded)
 
     def get_eval_dataloader(self, eval_dataset=None):
+        """Evaluation with eval_collator (the Trainer has one collator for both): under packing, eval
+        batches stay padded rows, so eval loss and accuracy compare across trials."""
         if self.eval_collator is None:
             return super().get_eval_dataloader(eval_dataset)
-        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        training, self.data_collator = self.data_collator, self.eval_collator
         try:
             return super().get_eval_dataloader(eval_dataset)
         finally:
-            self.data_collator = train_collator
+            self.data_collator = training
 
     def _save_checkpoint(self, model, trial) -> None:
         """Writes the config fingerprint into the checkpoint before the Trainer does: its
