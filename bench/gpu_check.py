@@ -33,15 +33,16 @@ class Check:
     argv: list[str]                  # python -m sweeper ... (a sweep)
     env: dict[str, str] = field(default_factory=dict)  # on top of os.environ: the GPUs it may see
     sweep: Path = Path()
+    devices: int = 1                 # processes a trial runs (result.json's world_size)
 
 
 def plan(gpu_ids: list[str], out: Path = OUT) -> list[Check]:
     """The sweeps to run for these visible GPU ids (CUDA_VISIBLE_DEVICES values), in order."""
-    def check(label: str, name: str, gpus: list[str], *overrides: str) -> Check:
+    def check(label: str, name: str, gpus: list[str], *overrides: str, devices: int = 1) -> Check:
         sweep = out / name
         argv = [sys.executable, "-m", "sweeper", "-m", f"hydra.sweep.dir={sweep}", f"sweep.name=gpu-check-{name}",
                 *TRIAL, *overrides]
-        return Check(label, argv, {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}, sweep)
+        return Check(label, argv, {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}, sweep, devices)
 
     if not gpu_ids:
         return []
@@ -52,7 +53,7 @@ def plan(gpu_ids: list[str], out: Path = OUT) -> list[Check]:
         checks += [check(f"pool on 2 GPUs ({','.join(pair)}): parallel=2, a trial on each", "pool", pair,
                          "lr=1e-3,3e-3", "hydra.sweeper.parallel=2"),
                    check(f"one data-parallel trial on 2 GPUs ({','.join(pair)}): devices=2", "devices-2", pair,
-                         "lr=3e-3", "devices=2")]
+                         "lr=3e-3", "devices=2", devices=2)]
     return checks
 
 
@@ -80,8 +81,9 @@ def _nvidia_smi() -> str:
     return ", ".join(names) if proc.returncode == 0 and names else f"no GPU listed (exit {proc.returncode})"
 
 
-def trial_lines(sweep: Path) -> tuple[list[str], bool]:
-    """One line per trial from its result.json, and whether every trial completed in bf16-true on CUDA."""
+def trial_lines(sweep: Path, devices: int = 1) -> tuple[list[str], bool]:
+    """One line per trial from its result.json, and whether every trial completed in bf16-true on CUDA
+    (with `devices` processes)."""
     from sweeper.core.layout import SweepLayout
     from sweeper.core.record import read_result
 
@@ -89,13 +91,16 @@ def trial_lines(sweep: Path) -> tuple[list[str], bool]:
     dirs = SweepLayout.of(sweep).trial_dirs() if sweep.exists() else []
     for trial_dir in dirs:
         r = read_result(trial_dir) or {"state": "no result.json"}
-        good = r.get("state") == "complete" and r.get("device") == "cuda" and r.get("precision") == "bf16-true"
+        world = r.get("world_size") or 1
+        good = (r.get("state") == "complete" and r.get("device") == "cuda" and r.get("precision") == "bf16-true"
+                and world == devices)
         ok &= good
         speed, peak = r.get("tokens_per_second"), r.get("peak_memory_mb")
-        lines.append(f"    trial {trial_dir.name}: {r.get('state')}"
+        lines.append(f"    trial {trial_dir.name}: {r.get('state')}" + (f", {world} processes" if world > 1 else "")
                      + (f", {speed:.0f} tokens/s" if isinstance(speed, (int, float)) else "")
                      + (f", peak memory {peak:.0f} MB ({r.get('peak_memory_kind')})" if isinstance(peak, (int, float)) else "")
-                     + (f", device {r.get('device')}, precision {r.get('precision')}" if not good else "")
+                     + (f", device {r.get('device')}, precision {r.get('precision')}, {world} of {devices} "
+                        "processes" if not good else "")
                      + (f": {r.get('reason')}" if r.get("reason") else ""))
     return lines, ok and bool(dirs)
 
@@ -111,7 +116,7 @@ def main() -> int:
     passed = True
     for check in plan([gpu_id for gpu_id, _ in gpus]):
         proc = subprocess.run(check.argv, cwd=ROOT, env={**env, **check.env}, capture_output=True, text=True)
-        lines, ok = trial_lines(check.sweep)
+        lines, ok = trial_lines(check.sweep, check.devices)
         ok &= proc.returncode == 0
         passed &= ok
         print(f"  {'ok' if ok else 'FAILED'}: {check.label}")

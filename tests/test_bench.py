@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.gpu_check import plan
+from bench.gpu_check import plan, trial_lines
 from bench.idle_fraction import idle
 from conftest import ROOT, compose
 
@@ -48,7 +48,20 @@ def test_gpu_check_plans_one_sweep_per_gpu_setup(tmp_path):
     for check in (single, pool, ddp):  # each sweep's overrides compose (a sweep's list: its first value)
         cfg = compose([a.split(",")[0] for a in check.argv[4:]])
         assert cfg["precision"] == "bf16-true" and cfg["trainer"]["name"] == "hf"
-    assert compose([a.split(",")[0] for a in ddp.argv[4:]])["devices"] == 2
+    assert compose([a.split(",")[0] for a in ddp.argv[4:]])["devices"] == 2 and ddp.devices == 2
+
+
+def test_gpu_check_reads_each_trials_speed_and_memory(tmp_path):
+    from sweeper.core.record import write_result
+    fine = {"state": "complete", "reason": "", "device": "cuda", "precision": "bf16-true", "world_size": 2,
+            "tokens_per_second": 12345.6, "peak_memory_mb": 812.4, "peak_memory_kind": "cuda"}
+    write_result(tmp_path / "trials" / "0", fine)
+    lines, ok = trial_lines(tmp_path, devices=2)
+    assert ok and lines == ["    trial 0: complete, 2 processes, 12346 tokens/s, peak memory 812 MB (cuda)"]
+    write_result(tmp_path / "trials" / "1", {**fine, "world_size": 1, "precision": "32-true"})
+    lines, ok = trial_lines(tmp_path, devices=2)
+    assert not ok and "precision 32-true, 1 of 2 processes" in lines[1]
+    assert trial_lines(tmp_path / "none") == ([], False)  # a sweep that wrote no trial is no pass
 
 
 def span(number, parent, parent_started, started, ended):
