@@ -18,6 +18,7 @@ from sweeper.executors.pool import PoolExecutor
 from trainers.hf_backend import HFBackend
 
 from conftest import FAST, ROOT, compose, one_line_exit_2, run_cli
+from test_resume_identity import PruneAt  # a pruner that stops the trial at a step
 
 SAME_RANDOMNESS = ["lora.dropout=0"]  # the ranks draw no different dropout masks
 
@@ -69,6 +70,15 @@ def test_more_slots_x_devices_than_gpus_is_refused_naming_parallel_and_devices()
                               "(CUDA_VISIBLE_DEVICES or nvidia-smi); accepted: parallel x devices <= 4")
 
 
+@pytest.mark.skipif("check_local_devices" not in (ROOT / "sweeper" / "sweep_loop.py").read_text(),
+                    reason="SweepLoop.setup does not call check_local_devices yet")
+def test_a_sweep_that_needs_more_gpus_than_the_machine_shows_is_one_line_before_any_study(tmp_path):
+    proc = run_cli(["-m", "lr=1e-3,1e-2", "devices=2", "hydra.sweeper.parallel=2", f"hydra.sweep.dir={tmp_path / 's'}"],
+                   env={"CUDA_VISIBLE_DEVICES": "0,1"})  # two GPUs shown, four asked for
+    assert "hydra.sweeper.parallel: 2 x devices=2 needs 4 GPUs; this machine shows 2" in one_line_exit_2(proc)
+    assert not (tmp_path / "s" / "study.db").exists()
+
+
 def test_the_pool_pins_a_slot_to_its_devices_gpus_and_splits_threads_over_every_process(tmp_path):
     record = "import json, os, sys; open(sys.argv[-1].split('=', 1)[1] + '/env.json', 'w').write(json.dumps(" \
              "{k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'OMP_NUM_THREADS')}))"
@@ -85,14 +95,18 @@ def test_the_pool_pins_a_slot_to_its_devices_gpus_and_splits_threads_over_every_
 # ----- data-parallel trials (two gloo processes on this CPU machine) -------------------------------
 @pytest.mark.slow
 def test_two_processes_train_what_one_does_at_the_same_global_batch(tmp_path):
-    # batch 8, micro 4: one process accumulates 2 micro batches, two processes 1 each (8 = 4 x 2 x 1 = 4 x 1 x 2)
+    # batch 8, micro 4: one process accumulates 2 micro batches, two processes 1 each (8 = 4 x 2 x 1 = 4 x 1 x 2).
+    # The two processes ask for micro_batch_size=auto: the probe finds 8 fitting (the global batch), and each
+    # rank runs the largest that divides its share of 4.
     results = {}
-    for devices in (1, 2):
+    for devices, micro in ((1, "4"), (2, "auto")):
         out = tmp_path / f"d{devices}"
-        proc = run_cli([*FAST, *SAME_RANDOMNESS, f"devices={devices}", f"hydra.run.dir={out}"])
+        proc = run_cli([*FAST, *SAME_RANDOMNESS, f"devices={devices}", f"micro_batch_size={micro}",
+                        f"hydra.run.dir={out}"])
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[devices] = read_result(out)
         assert results[devices]["state"] == "complete" and results[devices]["world_size"] == devices
+        assert results[devices]["micro_batch_size"] == 4
         assert results[devices]["gradient_accumulation_steps"] == 2 // devices
     assert (tmp_path / "d2" / "final" / "adapter_model.safetensors").is_file()  # rank 0 saved it
     # Same examples per step (the ranks take alternate micro batches of one seeded order) and the same
@@ -107,16 +121,6 @@ def test_two_processes_train_what_one_does_at_the_same_global_batch(tmp_path):
 
 @pytest.mark.slow
 def test_a_pruned_two_process_trial_stops_both_ranks_and_resumes_from_its_checkpoint(tmp_path):
-    class PruneAt:
-        def __init__(self, step):
-            self.step, self.last = step, 0
-
-        def report(self, value, step):
-            self.last = step
-
-        def should_prune(self):
-            return self.last >= self.step
-
     cfg = compose([*FAST, *SAME_RANDOMNESS, "devices=2", "max_steps=40", "eval_interval=3", "save_interval=3"])
     trial = tmp_path / "trial"
     part = HFBackend().run(cfg, trial, PruneAt(3))

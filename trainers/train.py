@@ -19,7 +19,7 @@ from pathlib import Path
 from sweeper.core.layout import FINAL_MODEL
 from sweeper.core.record import TrialState, write_result
 from sweeper.core.rules import accumulation_steps, check_hyperparameters, devices
-from trainers.batch_size import free_memory, halve, is_out_of_memory
+from trainers.batch_size import candidates, free_memory, halve, is_out_of_memory
 from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, TrialOutcome
 from trainers.checkpoints import config_fingerprint, is_finished, load_finished, newest_complete_checkpoint, \
     resume_point
@@ -77,6 +77,9 @@ def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fing
     Returns the trainer and what the retry changed (None: no retry). `fingerprint`: None on the
     ranks that write no checkpoint files."""
     micro, batch, oom_retry = run.micro_batch_size, run.cfg["batch_size"], None
+    share = batch // devices(run.cfg)  # what this process's micro batches add up to
+    if share % micro:  # micro_batch_size=auto probed against the global batch: the largest that fits and divides
+        micro = max(c for c in candidates(share) if c <= micro)
     while True:
         trainer = build_trainer(run, trial_dir, max_steps, micro, not resume, callbacks, fingerprint)
         # the guide's rule: global batch = micro batch x accumulation x devices (each rank accumulates its share)
@@ -91,7 +94,7 @@ def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fing
                 trainer.train(resume_from_checkpoint=resume)
             return trainer, oom_retry
         except Exception as err:
-            smaller = halve(micro, batch // devices(run.cfg))  # a micro batch that divides this rank's share
+            smaller = halve(micro, share)
             if not is_out_of_memory(err) or oom_retry is not None or smaller is None:
                 raise
             log.warning("out of memory at micro batch %d: retrying once with %d (global batch %d kept)",
