@@ -153,3 +153,12 @@ def test_a_sweep_prunes_a_two_process_trial_and_leaves_no_rank_behind(tmp_path):
         assert max(r["step"] for r in read_metrics(trial)) < 30
         assert _leftover_ranks(trial) == []
     assert all(r["world_size"] == 2 for r in results)
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_gives_the_trial_its_reason(tmp_path):
+    cfg = compose([*FAST, "devices=2", f"model.name_or_path={tmp_path / 'no-model'}"])  # unchecked: run() direct
+    result = HFBackend().run(cfg, tmp_path / "trial")
+    assert result["state"] == "failed" and result["world_size"] == 2
+    assert "rank 0: ConfigError: model.name_or_path" in result["reason"], result["reason"]
+    assert _leftover_ranks(tmp_path / "trial") == []

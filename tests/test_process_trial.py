@@ -73,3 +73,11 @@ def test_a_child_that_logs_no_objective_fails_and_says_so(tmp_path):
     result = run_child(ChildTrial(argv=[sys.executable, "-c", "pass"], read_rows=lambda: [],
                                   no_metrics_hint="to somewhere"), cfg, tmp_path, None)
     assert result["state"] == "failed" and result["reason"] == "the trainer wrote no eval_loss to somewhere"
+
+
+def test_a_child_that_says_why_it_failed_gives_the_reason(tmp_path):
+    cfg = compose(["trainer=command"])
+    failing = ChildTrial(argv=[sys.executable, "-c", "import sys; sys.exit(3)"], read_rows=lambda: [],
+                         failure=lambda: "rank 1: RuntimeError: no GPU")  # e.g. a torchrun rank's own line
+    result = run_child(failing, cfg, tmp_path, None)
+    assert result["state"] == "failed" and result["reason"] == "exit code 3: rank 1: RuntimeError: no GPU"

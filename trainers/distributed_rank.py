@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from sweeper.core.errors import one_line
+from sweeper.core.errors import ConfigError, one_line
 from trainers.distributed import RANK_ERROR, rank
 from trainers.process_trial import die_with_parent
 
@@ -25,6 +25,9 @@ def main(config_path: str, trial_dir: str) -> None:
 
         if not torch.cuda.is_available():  # accelerate runs DDP on CPUs (gloo) only when told it is on CPUs;
             os.environ.setdefault("ACCELERATE_USE_CPU", "true")  # else each rank would train alone
+        elif torch.cuda.device_count() < int(os.environ["WORLD_SIZE"]):  # one GPU per rank, none shared
+            raise ConfigError("devices", f"{os.environ['WORLD_SIZE']} needs as many GPUs; this process sees "
+                              f"{torch.cuda.device_count()}; accepted: devices <= {torch.cuda.device_count()}")
         from trainers.train import train
 
         train(cfg, trial_dir)
