@@ -64,17 +64,18 @@ def test_gpu_check_reads_each_trials_speed_and_memory(tmp_path):
     assert trial_lines(tmp_path / "none") == ([], False)  # a sweep that wrote no trial is no pass
 
 
-def span(number, parent, parent_started, started, ended):
-    return {"number": number, "parent": parent, "parent_started": parent_started, "started": started, "ended": ended}
+def span(number, started, ended):
+    return {"number": number, "started": started, "ended": ended}
 
 
-def test_idle_fraction_from_the_stand_ins_records():
-    # 2 slots: trial 0 trains 1..5, trial 1 trains 1..2; trial 2 trains 3..5
-    fresh = [span(0, "a", 0.0, 1.0, 5.0), span(1, "b", 0.0, 1.0, 2.0), span(2, "c", 2.5, 3.0, 5.0)]
-    r = idle(fresh, slots=2)
-    assert r["busy"] == 7.0 and r["makespan"] == 4.0 and r["device_idle"] == pytest.approx(1 - 7 / 8)
-    # trial 2 in its own process launched at 2.5: the slot was held 5 + 2 + 2.5 of 2 x 5 s
-    assert r["slot_idle"] == pytest.approx(1 - 9.5 / 10) and r["startup"] == 1.0
-    # trial 2 on a reused worker ("b"): launched no earlier than the last training end before it (2.0)
-    reused = fresh[:2] + [span(2, "b", 0.0, 3.0, 5.0)]
-    assert idle(reused, slots=2)["slot_idle"] == pytest.approx(1 - 10 / 10)
+def test_idle_fractions_from_the_stand_ins_records():
+    # 2 slots; trial 0 trains 1..5, trial 1 1..2, then trials 2 and 3 from 5.5 (a batch after its barrier)
+    spans = [span(0, 1.0, 5.0), span(1, 1.0, 2.0), span(2, 5.5, 6.5), span(3, 5.5, 7.0)]
+    batch = idle(spans, slots=2, barrier=True)
+    assert batch["busy"] == 7.5 and batch["makespan"] == 6.0 and batch["device_idle"] == pytest.approx(1 - 7.5 / 12)
+    # trials 2 and 3 launch at the barrier (5.0): trial 1's slot waited 2..5, trial 2's 6.5..7 at the tail
+    assert batch["scheduling"] == pytest.approx(3.5 / 12) and batch["handover"] == 0.5
+    # as slots: trial 2 launches when trial 1 ends (2.0), trial 3 when trial 0 does: only the tail waits
+    pool = idle(spans, slots=2)
+    assert pool["device_idle"] == batch["device_idle"] and pool["scheduling"] == pytest.approx(0.5 / 12)
+    assert pool["handover"] == pytest.approx((3.5 + 0.5) / 2)
