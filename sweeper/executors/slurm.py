@@ -17,13 +17,16 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import QUIET_ENV, THREADS_ENV
 from sweeper.core.record import read_result, write_result
 from sweeper.executors.base import TrialLaunch
-from sweeper.retries import Lost
-from sweeper.settings import SlurmSettings
+
+if TYPE_CHECKING:  # a job imports this module to run run_trial: optuna stays out of it
+    from sweeper.retries import Lost
+    from sweeper.settings import SlurmSettings
 
 POLL_SECONDS = (0.5, 10.0)  # sacct every 0.5 s at first, backing off to every 10 s
 
@@ -111,6 +114,8 @@ class SlurmExecutor:
 
 def _outcome(job, trial_dir: Path, settle_seconds: float = 30.0) -> int | Lost:
     """The trial's exit code when it left its result; Lost (retried) when its job ended without."""
+    from sweeper.retries import Lost
+
     code, returned, wrote = 1, job.paths.result_pickle.exists(), False
     if returned:  # run_trial returned (a signal may have ended the trial itself)
         try:
