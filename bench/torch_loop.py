@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 import torch
-from transformers import DataCollatorForSeq2Seq, get_scheduler
+from transformers import get_scheduler
 
 from sweeper.core.rules import check_hyperparameters
-from trainers.data import IGNORE
+from trainers.packing import train_collator
 from trainers.prepare import prepare
 from trainers.trainer_setup import steps_plan
 
@@ -27,7 +27,7 @@ def run(cfg: dict) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the Trainer puts it
     model.to(device)
     autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(prepared.precision)
-    collate = DataCollatorForSeq2Seq(prepared.tokenizer, label_pad_token_id=IGNORE, padding=True)
+    collate = train_collator(prepared.tokenizer, bool(cfg.get("packing")))
     loader = torch.utils.data.DataLoader(prepared.train_set, batch_size=micro, shuffle=True, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(cfg["seed"]))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -45,7 +45,7 @@ def run(cfg: dict) -> dict:
                 batches = iter(loader)
                 batch = next(batches)
             batch = {k: v.to(device) for k, v in batch.items()}
-            tokens += int(batch["attention_mask"].sum())
+            tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 loss = model(**batch).loss / accumulation
             loss.backward()

@@ -272,6 +272,8 @@ def test_a_packed_trial_trains_the_same_tokens_to_the_same_eval_loss(baseline, t
     assert result["tokens"] == baseline["tokens"] > 0  # every packed token is a real one
     assert result["initial_eval_loss"] == pytest.approx(baseline["initial_eval_loss"], rel=1e-6)  # the same start
     assert result["eval_loss"] == pytest.approx(baseline["eval_loss"], rel=1e-4)  # the same gradients, unpadded
+    assert result["memory_levers"]["packing"] is True and baseline["memory_levers"]["packing"] is False
+    assert result["params"]["packing"] is True  # the table and best.yaml see it too
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import torch
 from transformers import set_seed
 
 from sweeper.core.layout import THREADS_ENV
-from sweeper.core.rules import Derived, derive
+from sweeper.core.rules import Derived, derive, devices
 from trainers.batch_size import find_micro_batch
 from trainers.data import build_datasets
 from trainers.data_report import DataReport
@@ -66,7 +66,7 @@ def prepare(cfg: dict) -> Prepared:
     log.info("memory levers: %s", levers)
     micro = cfg["micro_batch_size"]
     if micro == "auto":  # probed as training will run: resolved max_seq_length, levers on, packed or not
-        micro = find_micro_batch(model, cfg["batch_size"], cfg["max_seq_length"], precision,
+        micro = find_micro_batch(model, cfg["batch_size"] // devices(cfg), cfg["max_seq_length"], precision,
                                  bool(cfg.get("packing")))
     return Prepared(cfg=cfg, derived=derived, precision=precision, tokenizer=tokenizer, model=model,
                     train_set=train_set, eval_set=eval_set, data_report=report, data_format=fmt,

@@ -52,6 +52,7 @@ def summarize(run: Prepared, history: list[dict], outcome: TrialOutcome, trainer
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         "truncation": run.data_report.as_dict(), "resumed_from": resumed_from,
         "effective_lr": run.derived.effective_lr, "oom_retry": oom_retry,
+        "memory_levers": run.levers,  # gradient checkpointing, attention kernel, quantization, packing as run
         "world_size": trainer.args.world_size,  # data-parallel processes (devices); tokens count them all
     }
     return TrialResult(state=TrialState(outcome.state), reason=outcome.reason,

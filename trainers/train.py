@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sweeper.core.layout import FINAL_MODEL
 from sweeper.core.record import TrialState, write_result
-from sweeper.core.rules import accumulation_steps, check_hyperparameters, devices
+from sweeper.core.rules import check_hyperparameters, devices
 from trainers.batch_size import candidates, free_memory, halve, is_out_of_memory
 from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, TrialOutcome
 from trainers.checkpoints import config_fingerprint, is_finished, load_finished, newest_complete_checkpoint, \
@@ -82,8 +82,6 @@ def fit(run: Prepared, trial_dir: Path, max_steps: int, resume: str | None, fing
         micro = max(c for c in candidates(share) if c <= micro)
     while True:
         trainer = build_trainer(run, trial_dir, max_steps, micro, not resume, callbacks, fingerprint)
-        # the guide's rule: global batch = micro batch x accumulation x devices (each rank accumulates its share)
-        trainer.args.gradient_accumulation_steps = accumulation_steps(run.cfg, micro)
         if resume:
             log.info("resuming from %s", resume)
         try:

@@ -15,6 +15,7 @@ from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from sweeper.core.layout import QUIET_ENV
+from sweeper.core.rules import accumulation_steps
 from trainers.callbacks import StepProgress
 from trainers.checkpoints import write_fingerprint
 from trainers.data import IGNORE
@@ -61,7 +62,7 @@ def training_arguments(run: Prepared, trial_dir: Path, max_steps: int, micro: in
         learning_rate=run.derived.effective_lr,
         per_device_train_batch_size=micro,
         per_device_eval_batch_size=max(micro, 16),
-        gradient_accumulation_steps=cfg["batch_size"] // micro,
+        gradient_accumulation_steps=accumulation_steps(cfg, micro),  # x devices: the guide's rule
         max_steps=max_steps,
         weight_decay=cfg["weight_decay"],
         max_grad_norm=cfg["max_grad_norm"],

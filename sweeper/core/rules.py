@@ -63,7 +63,10 @@ def flat_params(cfg: Mapping, derived: Derived | None = None) -> dict:
             "scheduler": sched["name"], "warmup": sched.get("warmup"), "lora.r": lora.get("r"),
             "lora.alpha": derived.lora_alpha, "lora.targets": ",".join(lora.get("targets") or []),
             "max_steps": cfg["max_steps"], "max_seq_length": cfg["max_seq_length"], "precision": cfg["precision"],
-            "seed": cfg["seed"], "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
+            "seed": cfg["seed"], "devices": cfg.get("devices", 1),
+            "gradient_checkpointing": cfg.get("gradient_checkpointing", False),
+            "attn_implementation": cfg.get("attn_implementation"), "quantization": cfg.get("quantization", "none"),
+            "packing": cfg.get("packing", False), "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
 
 
 def effective_lr(cfg: Mapping) -> float:
