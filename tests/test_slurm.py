@@ -192,6 +192,25 @@ def test_a_job_cancelled_from_outside_is_retried_from_its_checkpoint(tmp_path, c
 
 
 @pytest.mark.slow
+def test_a_trial_process_killed_in_its_job_is_lost_and_retried(tmp_path, cluster):
+    sweep, name = tmp_path / "killed", "killed"
+    args = [sys.executable, "-m", "sweeper", "-m", *sleeper_args(tmp_path, 120, "first"), "lr=0.01",
+            "hydra.sweeper.n_trials=1", *slurm_args(tmp_path, cluster, name)]
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "LR_SWEEPER_QUIET": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    pattern, deadline, pids = f"hydra.run.dir={sweep / 'trials' / '0'}", time.time() + 60, []
+    while time.time() < deadline and not pids:                   # the trial's own process, in its job
+        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        time.sleep(0.2)
+    os.kill(int(pids[0]), signal.SIGKILL)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-3000:]
+    dead, retry = (read_json(sweep / "trials" / n / "result.json") for n in ("0", "1"))
+    assert dead["lost"] and "exit code -9" in dead["reason"] and dead["retried_as"] == 1, dead
+    assert retry["state"] == "complete" and retry["job_id"] != dead["job_id"], retry
+
+
+@pytest.mark.slow
 def test_a_job_sbatch_refuses_is_a_one_line_error(tmp_path, cluster):
     gpus = ["hydra.sweeper.slurm.gpus_per_trial=1"]
     proc = run_cli(["-m", "lr=1e-3,1e-2", *slurm_args(tmp_path, cluster, "refused", gpus)])
