@@ -206,10 +206,10 @@ def stop() -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for init to reap it."""
     try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
 
 
