@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("sleep_trial.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "LR_SWEEPER_QUIET": "1"}
 SLOTS = 4
+NAMES = {"pool": "pool", "batch": "batch", "slurm": "SLURM"}
 SECONDS = {False: (4.0, 1.0), True: (2.0, 0.5)}  # (long, short) seconds a trial sleeps; True: --quick
 FIGURE = f"7. idle fraction of {4 * SLOTS} uneven trials on {SLOTS} slots: pool, batch barrier, SLURM"
 SWEEP_TIMEOUT = 600  # seconds: a stuck sweep (a SLURM job never scheduled) fails the figure, not the bench
@@ -146,7 +147,7 @@ def idle_fraction(out: Path, quick: bool) -> list[dict]:
     pool, batch = measured["pool"], measured["batch"]
 
     def shown(key: str) -> str:
-        return ", ".join(f"{m} {r[key]:.2f}" + (f" ({r['slots']} slots)" if r["slots"] != SLOTS else "")
+        return ", ".join(f"{NAMES[m]} {r[key]:.2f}" + (f" ({r['slots']} slots)" if r["slots"] != SLOTS else "")
                          for m, r in measured.items())
 
     value = (f"{shown('scheduling')}; batch/pool {batch['scheduling'] / max(pool['scheduling'], 0.001):.1f}x"
@@ -156,7 +157,7 @@ def idle_fraction(out: Path, quick: bool) -> list[dict]:
     detail = (f"trial n sleeps {long:g} s when n % 4 == 0, else {short:g} s, 4 trials a slot; "
               f"{time.perf_counter() - started:.0f} s for the figure, load average {load:.1f} on {os.cpu_count()} "
               f"cores as it began. "
-              + "; ".join(f"{m}: {r['trials']} trials on {r['slots']} slots, makespan {r['makespan']:.1f} s, busy "
+              + "; ".join(f"{NAMES[m]}: {r['trials']} trials on {r['slots']} slots, makespan {r['makespan']:.1f} s, busy "
                           f"{r['busy']:.0f} s: device idle {r['device_idle']:.3f}; a later trial's hand-over and "
                           f"start-up (launch to training) median {r['handover']:.1f} s; lost to scheduling "
                           f"{r['scheduling']:.3f}" for m, r in measured.items()))
