@@ -176,6 +176,7 @@ def start() -> Cluster:
             subprocess.run(["slurmctld"], check=False, **QUIET)
             _wait(lambda: _ok("scontrol", "ping"), "slurmctld")
         subprocess.run(["slurmd", "-N", host], check=False, **QUIET)
+        _ok("scontrol", "update", f"NodeName={host}", "State=RESUME")  # drained by a past run's stuck job
         _wait(lambda: node_state().rstrip("*") == "idle", "slurmd (node idle)")
     except (OSError, subprocess.CalledProcessError) as err:
         raise SlurmUnavailable(f"could not start the cluster: {err}") from None

@@ -23,6 +23,7 @@ from sweeper.core.errors import ConfigError
 from sweeper.core.layout import QUIET_ENV, THREADS_ENV
 from sweeper.core.record import read_result, write_result
 from sweeper.executors.base import TrialLaunch
+from sweeper.executors.launcher import _process_environment
 
 if TYPE_CHECKING:  # a job imports this module to run run_trial: optuna stays out of it
     from sweeper.retries import Lost
@@ -31,13 +32,13 @@ if TYPE_CHECKING:  # a job imports this module to run run_trial: optuna stays ou
 POLL_SECONDS = (0.5, 10.0)  # sacct every 0.5 s at first, backing off to every 10 s
 
 
-def run_trial(command: list[str], env: dict[str, str], trial_dir: str) -> tuple[int, bool]:
+def run_trial(command: list[str], trial_dir: str) -> tuple[int, bool]:
     """The job's function (on the compute node): the trial's command, its output in trial.log,
     then the job's id and times beside the trial's own record. Returns the exit code and whether
     the trial left a result.json."""
     started = time.time()
     with open(Path(trial_dir) / "trial.log", "ab") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     result = read_result(trial_dir)
     if result is not None:
         write_result(trial_dir, {**result, "job_id": os.environ.get("SLURM_JOB_ID"),
@@ -74,8 +75,10 @@ class SlurmExecutor:
         command = self.base_command + launch.overrides + [f"hydra.run.dir={launch.trial_dir}"]
         env = {**launch.env, QUIET_ENV: "1", "OMP_NUM_THREADS": self.threads, THREADS_ENV: self.threads}
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's errors: they are in err
-                job = self.executor.submit(run_trial, command, env, str(launch.trial_dir))
+            # the environment travels as sbatch's (exported to the job), never in submitit's pickle
+            # in the sweep dir: it holds the storage URL, a password with it
+            with _process_environment(env), contextlib.redirect_stderr(io.StringIO()):  # errors: in err
+                job = self.executor.submit(run_trial, command, str(launch.trial_dir))
         except Exception as err:  # sbatch refused it: a partition, account or resource it cannot have
             why = " ".join(str(err).replace("sbatch: error: ", "").split())[-300:]
             raise ConfigError("hydra.sweeper.slurm", f"sbatch refused the trial's job: {why}; accepted: a partition, "
