@@ -155,7 +155,9 @@ def _write_slurm_conf(host: str) -> None:
         "SchedulerParameters=batch_sched_delay=0,bf_interval=1",  # jobs start at once
         "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=localhost",
         "JobAcctGatherType=jobacct_gather/none",
-        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count() or 1} RealMemory={mem_mb} State=UNKNOWN",
+        # at least 4 CPUs declared (config_overrides lets slurmd accept it): 4 one-CPU trial jobs at once
+        # on a 2-core test machine, as the bench's 4 slots need; the trials there mostly sleep
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={max(4, os.cpu_count() or 1)} RealMemory={mem_mb} State=UNKNOWN",
         f"PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
 
 

@@ -34,6 +34,7 @@ from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPL
 from sweeper.core.record import write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
 from sweeper.executors import Executor, TrialLaunch, make_executor
+from sweeper.executors.commands import check_local_devices
 from sweeper.lr_auto import range_test_interval
 from sweeper.preflight import Preflight
 from sweeper.progress import Progress
@@ -62,6 +63,7 @@ class SweepLoop:
     # ----- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
         self.s.check()
+        check_local_devices(self.config, self.s.parallel, self.s.executor)  # parallel x devices GPUs, before anything is written
         self.space = ss.parse(self.arguments)
         with open_dict(self.config):
             if self.config.sweep.name is None:

@@ -70,8 +70,6 @@ def test_more_slots_x_devices_than_gpus_is_refused_naming_parallel_and_devices()
                               "(CUDA_VISIBLE_DEVICES or nvidia-smi); accepted: parallel x devices <= 4")
 
 
-@pytest.mark.skipif("check_local_devices" not in (ROOT / "sweeper" / "sweep_loop.py").read_text(),
-                    reason="SweepLoop.setup does not call check_local_devices yet")
 def test_a_sweep_that_needs_more_gpus_than_the_machine_shows_is_one_line_before_any_study(tmp_path):
     proc = run_cli(["-m", "lr=1e-3,1e-2", "devices=2", "hydra.sweeper.parallel=2", f"hydra.sweep.dir={tmp_path / 's'}"],
                    env={"CUDA_VISIBLE_DEVICES": "0,1"})  # two GPUs shown, four asked for
