@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -22,6 +22,7 @@ from sweeper.core.errors import ConfigError
 from sweeper.core.layout import BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SPACE
 from sweeper.study import counts_toward_budget, enqueue_slot, set_study_marks, study_marks
 from sweeper.sweep_dir import check_same_space
+from sweeper.warm_start import TRAINED_ON, WARM_FROM
 
 log = logging.getLogger("sweeper")
 
@@ -38,6 +39,8 @@ class StudySpec:
     pruner: dict
     n_trials: int
     grid: list[dict] | None
+    warm: list[tuple[str, dict]] = field(default_factory=list)  # (WARM_FROM mark, params): run first
+    trained_on: dict = field(default_factory=dict)  # {"model", "data"}: what a later warm start compares
 
 
 def open_study(spec: StudySpec) -> optuna.Study:
@@ -58,7 +61,7 @@ def open_study(spec: StudySpec) -> optuna.Study:
     if created:
         study.set_metric_names(spec.objectives)  # optuna-dashboard's axes say eval_loss, not "Objective 0"
         set_study_marks(spec.storage, spec.name, {SPACE: spec.space_signature, PRUNER: json.dumps(spec.pruner),
-                                                  OBJECTIVE: spec.objectives[0]})
+                                                  OBJECTIVE: spec.objectives[0], TRAINED_ON: spec.trained_on})
         fill_budget(study, spec)
         set_study_marks(spec.storage, spec.name, {BUDGET_READY: True})
         return study
@@ -72,16 +75,28 @@ def open_study(spec: StudySpec) -> optuna.Study:
 
 
 def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
-    live = [t for t in study.get_trials(deepcopy=False)
-            if counts_toward_budget(t) and t.system_attrs.get(REPEAT_OF) is None]  # repeats come on top
+    """Tops the WAITING slots up to n_trials: warm-start configs first (Optuna pops WAITING trials
+    oldest first), then the grid's points not run yet, or empty slots for the sampler."""
+    trials = study.get_trials(deepcopy=False)
+    live = [t for t in trials if counts_toward_budget(t) and t.system_attrs.get(REPEAT_OF) is None]  # repeats come on top
     room = max(0, spec.n_trials - len(live))
+    key = lambda params: json.dumps(params, sort_keys=True)
+    # a config this study has ever had is not warm-started again (a re-run of the same command)
+    had = {key(t.params) for t in trials} | {key(t.system_attrs.get("fixed_params", {})) for t in trials} \
+        | {t.system_attrs.get(WARM_FROM) for t in trials}
+    warm = [(mark, p) for mark, p in spec.warm if key(p) not in had and mark not in had]
+    warm = [w for i, w in enumerate(warm) if key(w[1]) not in {key(p) for _, p in warm[:i]}]
     if spec.grid is not None:
-        seen = {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True) for t in live}
-        points = [p for p in spec.grid if json.dumps(p, sort_keys=True) not in seen][:room]
+        seen = {key(t.params or t.system_attrs.get("fixed_params", {})) for t in live}
+        points = [p for p in spec.grid if key(p) not in seen]
+        first = {key(p) for _, p in warm}
+        points = sorted(points, key=lambda p: key(p) not in first)[:room]  # warm points first, grid order kept
+        marks = {key(p): {WARM_FROM: m} for m, p in warm}
+        slots = [(p, marks.get(key(p))) for p in points]
     else:
-        points = [{}] * room
-    for params in points:
-        enqueue_slot(study, params)
+        slots = [(p, {WARM_FROM: m}) for m, p in warm[:room]] + [({}, None)] * max(0, room - len(warm))
+    for params, marks in slots:
+        enqueue_slot(study, params, marks)
 
 
 def retry_orphans(study: optuna.Study) -> int:

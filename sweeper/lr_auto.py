@@ -1,7 +1,8 @@
 """lr=auto: the LR range test runs once, before the sweep, and its interval becomes lr's range.
 
 It runs as `python -m sweeper.lr_find` in a child process (the sweeper never imports
-torch) and leaves lr_find.json in the sweep directory, so a re-run reuses it.
+torch) and leaves lr_find.json in the sweep directory, so a re-run reuses it. A trainer that
+cannot run it (litgpt, command) gets the prior's interval instead (lr_prior.py), as lr=prior does.
 """
 from __future__ import annotations
 
@@ -13,11 +14,33 @@ from pathlib import Path
 
 import optuna
 
+from sweeper.core.contract import backend_name
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import QUIET_ENV
 from sweeper.executors.commands import trial_command
+from sweeper.lr_prior import prior_interval
 
 log = logging.getLogger("sweeper")
+RANGE_TEST_BACKENDS = ("hf",)  # the in-process trainers with a find_lr (process backends refuse it)
+
+
+def prior(base: dict, why_prefix: str = "lr=prior") -> optuna.distributions.FloatDistribution:
+    low, high, why = prior_interval(base)
+    log.info("%s: log-uniform [%.3g, %.3g] for %s", why_prefix, low, high, why)
+    return optuna.distributions.FloatDistribution(low, high, log=True)
+
+
+def interval(word: str, config, base: dict, overrides: list[str], sweep_dir: Path):
+    """lr=prior or lr=auto: the lr distribution the sweep searches."""
+    return prior(base) if word == "prior" else auto_interval(config, base, overrides, sweep_dir)
+
+
+def auto_interval(config, base: dict, overrides: list[str], sweep_dir: Path) -> optuna.distributions.FloatDistribution:
+    """lr=auto: the range test where the trainer has one, else the prior."""
+    name = backend_name(base)
+    if name not in RANGE_TEST_BACKENDS:
+        return prior(base, f"lr=auto: trainer={name} has no LR range test; the prior instead")
+    return range_test_interval(config, overrides, sweep_dir)
 
 
 def range_test_interval(config, overrides: list[str], sweep_dir: Path) -> optuna.distributions.FloatDistribution:

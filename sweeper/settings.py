@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 from sweeper.core.errors import ConfigError, Problems
+from sweeper.compute_budget import parse_budget
 from sweeper.core.rules import SECOND_OBJECTIVES
 from sweeper.sampling import SAMPLERS
 from sweeper.study import PRUNERS
@@ -68,6 +69,9 @@ class SweepSettings:
     repeat: RepeatSettings = field(default_factory=RepeatSettings)
     executor: str = "local"
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    warm_start: str | None = None   # an earlier sweep dir, or '<storage URL>#<study name>' (warm_start.py)
+    warm_start_top_k: int = 3       # its best complete configs enqueued first
+    budget: str | None = None       # 2h | 90m | 3600s | 5000steps | 1.5gpu_h (compute_budget.py)
 
     @classmethod
     def from_hydra(cls, settings: dict) -> "SweepSettings":
@@ -91,6 +95,10 @@ class SweepSettings:
         p.check(_integer, "repeat.top_k", self.repeat.top_k, 0)
         p.check(_integer, "repeat.seeds", self.repeat.seeds, 1)
         p.check(_one_of, "executor", self.executor, EXECUTORS)
+        p.check(_integer, "warm_start_top_k", self.warm_start_top_k, 1)
+        if self.warm_start is not None:
+            p.check(_matching, "warm_start", self.warm_start, r".+", "a sweep directory or '<storage URL>#<study name>'")
+        p.check(parse_budget, self.budget)
         if self.executor == "slurm":
             self.slurm.check(p)
             p.check(_shared_storage, self.storage)

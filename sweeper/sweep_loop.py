@@ -25,17 +25,17 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import search_space as ss
-from sweeper import best_model
+from sweeper import best_model, lr_auto, warm_start
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.collect import refresh
+from sweeper.compute_budget import parse_budget, record as record_spent
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
-from sweeper.core.record import write_json_atomic
+from sweeper.core.record import read_result, write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
 from sweeper.executors import Executor, TrialLaunch, make_executor
 from sweeper.executors.commands import check_local_devices
-from sweeper.lr_auto import range_test_interval
 from sweeper.preflight import Preflight
 from sweeper.progress import Progress
 from sweeper.redact import redact
@@ -80,12 +80,14 @@ class SweepLoop:
         dir_checks.check_free_space(self.sweep_dir)
         self._redact_config()
         preflight = Preflight(self.config, self.hydra_context, self.space)
-        if "lr=auto" in self.space.fixed:
-            self.space.fixed.remove("lr=auto")
-            preflight.check(preflight.base())  # bad input fails before the range test runs
-            self.space.distributions["lr"] = range_test_interval(
-                self.config, self.space.fixed + preflight.point_overrides(0), self.sweep_dir)
-            self.space.prefixes["lr"] = ""
+        for word in ("auto", "prior"):  # an explicit range never reaches here: it is a distribution
+            if f"lr={word}" in self.space.fixed:
+                self.space.fixed.remove(f"lr={word}")
+                first = preflight.base()
+                preflight.check(first)  # bad input fails before the range test runs
+                self.space.distributions["lr"] = lr_auto.interval(
+                    word, self.config, first, self.space.fixed + preflight.point_overrides(0), self.sweep_dir)
+                self.space.prefixes["lr"] = ""
         base = preflight.base()
         ss.integer_axes(self.space, base)
         preflight.check(base)
@@ -98,13 +100,17 @@ class SweepLoop:
         self.base_seed = int(base["seed"])
         self.keep_checkpoints = base.get("keep_checkpoints") or "best"
         self.merge_best = bool((base.get("best") or {}).get("merge"))
+        self.trained_on = warm_start.trained_on(base)
+        warm = warm_start.warm_configs(self.s.warm_start, self.storage_url, self.s.warm_start_top_k, self.space.distributions,
+                                       self.trained_on) if self.s.warm_start else []
+        self.budget = parse_budget(self.s.budget)
         self.storage = make_storage(self.storage_url, self.s.heartbeat_interval)
         # a journal has no heartbeat: one sweeper holds it, so RUNNING trials found now are orphans
         self.journal_lock = lock_journal(self.storage_url) if is_journal(self.storage_url) else None
         self.study = open_study(StudySpec(
             self.name, self.sweep_dir, self.storage, make_sampler(self.sampler_name, self.s.seed),
             self.directions, self.objectives, dir_checks.space_signature(self.space.distributions, self.space.fixed),
-            self.s.pruner_spec(), self.n_trials, grid))
+            self.s.pruner_spec(), self.n_trials, grid, warm, self.trained_on))
         if self.journal_lock is not None and retry_orphans(self.study):
             log.info("journal storage: trials of a sweeper that died were failed and will be retried")
         self._write_sweep_info()
@@ -134,7 +140,8 @@ class SweepLoop:
             "n_trials": self.n_trials, "parallel": self.s.parallel, "executor": self.s.executor,
             "trial_subdir": self.layout.subdir,
             "search_space": {k: json.loads(distribution_to_json(v)) for k, v in self.space.distributions.items()},
-            "fixed": self.space.fixed,
+            "fixed": self.space.fixed, "trained_on": self.trained_on,
+            "warm_start": redact(self.s.warm_start) if self.s.warm_start else None, "budget": self.s.budget,
         })
 
     # ----- running ---------------------------------------------------------------------------------
@@ -172,6 +179,9 @@ class SweepLoop:
             return False
         return bool(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
+    def _spent(self) -> bool:
+        return self.budget is not None and self.budget.is_spent(self.study)
+
     def _drain(self, executor: Executor, progress: Progress) -> bool:
         """Runs trials until no slot is left. False when the failure budget stopped it."""
         running: dict[int, tuple[optuna.Trial, object]] = {}
@@ -180,7 +190,7 @@ class SweepLoop:
             while True:
                 if heartbeat_interval(self.storage):
                     fail_stale_trials(self.study)
-                while len(running) < self.s.parallel and failures < self.s.max_failures:
+                while len(running) < self.s.parallel and failures < self.s.max_failures and not self._spent():
                     asked = self._ask()
                     if asked is None:
                         break
@@ -199,7 +209,7 @@ class SweepLoop:
                               f"{self.s.max_failures}); see the reasons in {self.sweep_dir / 'summary.md'}",
                               flush=True)
                         return False
-                    if self._others_running():
+                    if self._others_running() and not self._spent():
                         time.sleep(min(2.0, float(self.s.heartbeat_interval)))
                         continue
                     return True
@@ -212,6 +222,7 @@ class SweepLoop:
                         refresh(self.sweep_dir, running=set(running), final=False)
                         continue
                     best_model.attach_adapter(trial, self.storage, self.sweep_dir, self.layout.trial_dir(number))
+                    record_spent(self.study, self.storage, number, read_result(self.layout.trial_dir(number)))
                     result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
                     best_model.after_trial(self.layout.trial_dir(number), result["state"], self.keep_checkpoints)
                     failures += result["state"] == "failed"
@@ -230,17 +241,20 @@ class SweepLoop:
         self.setup()
         executor = make_executor(self.config, self.hydra_context, self.task_function, self.s, self.sweep_dir)
         progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize")
-        log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
-                 self.sampler_name, self.s.pruner_spec()["name"], self.s.parallel, self.sweep_dir)
+        log.info("sweep %s: %d trials%s, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
+                 f" within budget {self.budget.text}" if self.budget else "", self.sampler_name,
+                 self.s.pruner_spec()["name"], self.s.parallel, self.sweep_dir)
         ok = self._drain(executor, progress)
-        if ok and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds, self.base_seed,
-                                  minimize=self.directions[0] == "minimize"):
+        if ok and not self._spent() and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds,
+                                                        self.base_seed, minimize=self.directions[0] == "minimize"):
             ok = self._drain(executor, progress)
         table = refresh(self.sweep_dir)
         best_model.after_sweep(self.sweep_dir, table, self.keep_checkpoints)
         if self.merge_best and best_model.exported_path(self.sweep_dir, table):
             best_model.merge(self.sweep_dir)
         progress.summary(table, self.sweep_dir)
+        if self._spent():
+            print(self.budget.note(self.study), flush=True)
         if not ok:
             raise SystemExit(1)
         return table

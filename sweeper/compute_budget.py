@@ -1,0 +1,87 @@
+"""hydra.sweeper.budget: compute for the whole sweep, beside n_trials.
+
+    2h | 90m | 3600s   trial wall time, summed over the sweep's trials (parallel trials each count)
+    5000steps          optimizer steps, summed over trials (result.json `steps`)
+    1.5gpu_h           GPU-hours: trial wall seconds x devices (result.json `world_size`) / 3600
+
+Each finished trial carries what it spent as a system attribute, so the total is read back
+from the study: it counts across resumes and across sweepers on one study, with no shared
+counter to race on (the study's own attribute holds the sum, for a reader of the storage).
+When the total reaches the budget no new trial starts; running ones finish.
+
+    b = parse_budget("13steps")
+    b.spent(study) >= b.limit     # True once the trials' steps add up to 13
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper.core.errors import ConfigError
+from sweeper.study import set_study_marks, set_trial_marks
+
+SPENT = "lr_sweeper:spent"   # trial: {"seconds", "steps", "gpu_seconds"} it used; study: their sum
+KINDS = ("seconds", "steps", "gpu_seconds")
+UNITS = {"h": ("seconds", 3600.0), "m": ("seconds", 60.0), "s": ("seconds", 1.0),
+         "steps": ("steps", 1.0), "gpu_h": ("gpu_seconds", 3600.0)}
+ACCEPTED = "wall time 2h / 90m / 3600s, 5000steps, or 1.5gpu_h (GPU-hours), or null"
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str      # one of KINDS
+    limit: float   # in the kind's unit (seconds, steps, GPU-seconds)
+    text: str      # as the user wrote it
+
+    def spent(self, study: optuna.Study) -> float:
+        return total(study)[self.kind]
+
+    def is_spent(self, study: optuna.Study) -> bool:
+        """No new trial starts once the study's finished trials have used the budget up."""
+        return self.spent(study) >= self.limit
+
+    def note(self, study: optuna.Study) -> str:
+        left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        return (f"budget spent: {self.describe(self.spent(study))} (hydra.sweeper.budget={self.text}); {left} "
+                "trial(s) of the study not started; run the same command with a larger hydra.sweeper.budget "
+                "to continue")
+
+    def describe(self, spent: float) -> str:
+        scale = {"seconds": (60.0, "min"), "steps": (1.0, "steps"), "gpu_seconds": (3600.0, "GPU-hours")}
+        div, unit = scale[self.kind]
+        return f"{spent / div:.4g} of {self.limit / div:.4g} {unit}"
+
+
+def parse_budget(text) -> Budget | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(gpu_h|steps|h|m|s)\s*", str(text)) \
+        if isinstance(text, str) else None
+    if not match or float(match[1]) <= 0:
+        raise ConfigError("hydra.sweeper.budget", f"{text!r} is not accepted; accepted: {ACCEPTED}")
+    kind, scale = UNITS[match[2]]
+    return Budget(kind, float(match[1]) * scale, text.strip())
+
+
+def used(result: dict) -> dict:
+    """What one trial spent, from its result.json (a trial that left none spent nothing we know)."""
+    seconds = float(result.get("wall_seconds") or 0.0)
+    return {"seconds": seconds, "steps": int(result.get("steps") or 0),
+            "gpu_seconds": seconds * int(result.get("world_size") or 1)}
+
+
+def total(study: optuna.Study) -> dict:
+    out = dict.fromkeys(KINDS, 0.0)
+    for t in study.get_trials(deepcopy=False):
+        for kind, value in (t.system_attrs.get(SPENT) or {}).items():
+            out[kind] = out.get(kind, 0.0) + value
+    return out
+
+
+def record(study: optuna.Study, storage, number: int, result: dict | None) -> None:
+    """Before the trial is told (a finished trial's attributes are frozen)."""
+    set_trial_marks(storage, study.study_name, number, {SPENT: used(result or {})})
+    set_study_marks(storage, study.study_name, {SPENT: total(study)})

@@ -1,0 +1,52 @@
+"""hydra.sweeper.budget: compute for the whole sweep; spent, it stops cleanly and resumes."""
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import FAST, one_line_exit_2, read_json, run_cli
+from sweeper.compute_budget import SPENT, parse_budget, used
+
+
+@pytest.mark.parametrize("text,kind,limit", [("2h", "seconds", 7200), ("90m", "seconds", 5400),
+                                             ("3600s", "seconds", 3600), ("5000steps", "steps", 5000),
+                                             ("1.5gpu_h", "gpu_seconds", 5400)])
+def test_the_accepted_forms(text, kind, limit):
+    budget = parse_budget(text)
+    assert (budget.kind, budget.limit) == (kind, limit)
+
+
+def test_a_trial_spends_its_wall_time_steps_and_gpu_time():
+    assert used({"wall_seconds": 100.0, "steps": 40, "world_size": 4}) == {
+        "seconds": 100.0, "steps": 40, "gpu_seconds": 400.0}
+    assert used({}) == {"seconds": 0.0, "steps": 0, "gpu_seconds": 0.0}
+
+
+@pytest.mark.parametrize("bad", ["2", "two hours", "0steps", "5gpus"])
+def test_a_malformed_budget_is_one_line(tmp_path, bad):
+    proc = run_cli(["-m", "lr=1e-3,2e-3", f"hydra.sweep.dir={tmp_path}", f"hydra.sweeper.budget={bad}"], timeout=120)
+    line = one_line_exit_2(proc)
+    assert line.startswith("error: hydra.sweeper.budget") and "5000steps" in line and "2h" in line
+    assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_a_steps_budget_stops_the_sweep_and_a_larger_one_continues(tmp_path):
+    # 6 steps a trial: 0 -> 6 -> 12 (< 13: a third starts) -> 18, spent; the grid has 6 points
+    args = ["-m", "lr=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3", f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.pruner=none",
+            *FAST]
+    proc = run_cli(args + ["hydra.sweeper.budget=13steps"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "budget spent: 18 of 13 steps (hydra.sweeper.budget=13steps)" in proc.stdout
+    info = read_json(tmp_path / "sweep.json")
+    study = optuna.load_study(study_name=info["study"], storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert storage.get_study_system_attrs(storage.get_study_id_from_name(info["study"]))[SPENT]["steps"] == 18
+    assert (tmp_path / "summary.md").read_text().count("| complete") == 3  # the results are written
+
+    proc = run_cli(args + ["hydra.sweeper.budget=25steps"])  # the same command, a larger budget: resumes
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "budget spent: 30 of 25 steps" in proc.stdout
+    study = optuna.load_study(study_name=info["study"], storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1  # the grid's last point, for a larger budget
