@@ -19,7 +19,7 @@ from sweeper.core.rules import accumulation_steps
 from trainers.callbacks import StepProgress
 from trainers.checkpoints import write_fingerprint
 from trainers.data import IGNORE
-from trainers.packing import padded, train_collator
+from trainers.packing import length_grouped, padded, train_collator
 from trainers.prepare import Prepared
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,17 @@ class SweepTrainer(Trainer):
     _non_embedding_params: int | None = None
     fingerprint: dict | None = None
     eval_collator = None  # evaluation's collator, when training's packs (eval stays padded)
+    group_by_length = False  # training batches of similar-length examples (evaluation keeps its order)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """group_by_length: trainers.packing.LengthGroupedBatches, seeded by data_seed. The Trainer's own
+        train_sampling_strategy="group_by_length" would also reorder evaluation, and draws its order from
+        the global RNG. (A private hook: tests/test_trainer_speed.py pins its signature.)"""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        group = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        return length_grouped(dataset, group, self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def get_eval_dataloader(self, eval_dataset=None):
         """Evaluation with eval_collator (the Trainer has one collator for both): under packing, eval
@@ -161,6 +172,7 @@ def build_trainer(run: Prepared, trial_dir: Path, max_steps: int, micro: int, fr
         callbacks=[tensorboard(trial_dir / "tb"), *callbacks])  # where report_to would put it
     trainer.fingerprint = fingerprint  # every checkpoint records it
     trainer.eval_collator = padded(run.tokenizer) if run.cfg.get("packing") else None
+    trainer.group_by_length = bool(run.cfg.get("group_by_length", False))
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     if not quiet():

@@ -1,0 +1,118 @@
+"""Length-grouped batches (group_by_length, trainers/packing.py + SweepTrainer._get_train_sampler):
+batches of similar lengths, the same order for the same seed, evaluation left in its order, and a
+trial without the option unchanged. Behaviour only: speed is measured by bench/useful_tokens.py."""
+import inspect
+import json
+import math
+
+import pytest
+
+from conftest import FAST, compose
+
+
+def test_the_private_train_sampler_hook_keeps_its_signature():
+    from transformers import Trainer
+    assert list(inspect.signature(Trainer._get_train_sampler).parameters) == ["self", "train_dataset"]
+
+
+def _lengths(n=400, seed=0):
+    import random
+    rng = random.Random(seed)
+    return [rng.randint(5, 120) for _ in range(n)]
+
+
+def test_grouped_batches_hold_examples_of_similar_length():
+    from trainers.packing import LengthGroupedBatches
+    lengths = _lengths()
+    order = list(LengthGroupedBatches(16, lengths, seed=42))
+    assert sorted(order) == list(range(len(lengths)))  # every example once per epoch
+
+    def spread(batches):  # the mean (longest - shortest) of the micro batches of 8
+        return sum(max(b) - min(b) for b in batches) / len(batches)
+    grouped = [[lengths[i] for i in order[k:k + 8]] for k in range(0, len(order), 8)]
+    plain = [lengths[k:k + 8] for k in range(0, len(lengths), 8)]
+    assert spread(grouped) < spread(plain) / 4
+    assert max(grouped[0]) == max(lengths)  # the longest batch first: an out-of-memory error shows at once
+
+
+def test_grouped_order_follows_the_seed_and_the_epoch_not_the_global_rng():
+    import torch
+
+    from trainers.packing import LengthGroupedBatches
+    lengths = _lengths()
+    a = LengthGroupedBatches(16, lengths, seed=1)
+    first = list(a)
+    torch.manual_seed(123)
+    assert list(LengthGroupedBatches(16, lengths, seed=1)) == first
+    assert list(LengthGroupedBatches(16, lengths, seed=2)) != first
+    assert list(a) == first  # iterating again within an epoch: the same order
+    a.set_epoch(1)
+    second = list(a)
+    assert second != first
+    a.set_epoch(1)
+    assert list(a) == second  # a resumed epoch replays its order
+
+
+def _trainer(cfg, tmp_path):
+    from trainers.prepare import prepare
+    from trainers.trainer_setup import build_trainer
+    run = prepare(cfg)
+    return build_trainer(run, tmp_path, 4, run.micro_batch_size, True, [], None)
+
+
+def test_the_trainer_draws_grouped_training_batches_and_keeps_evaluation_in_order(tmp_path):
+    from torch.utils.data import SequentialSampler
+
+    from trainers.packing import LengthGroupedBatches
+    cfg = {**compose(FAST), "group_by_length": True}
+    trainer = _trainer(cfg, tmp_path)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedBatches)
+    assert sampler.batch_size == 8  # micro batch 4 x accumulation 2: one optimizer step's examples
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert int(batch["attention_mask"].sum()) >= 0.9 * batch["attention_mask"].numel()  # little padding
+    assert isinstance(trainer._get_eval_sampler(trainer.eval_dataset), SequentialSampler)
+    plain = _trainer(compose(FAST), tmp_path)
+    assert not isinstance(plain._get_train_sampler(), LengthGroupedBatches)
+
+
+@pytest.mark.slow
+def test_a_grouped_trial_trains_repeats_exactly_and_leaves_evaluation_alone(tmp_path):
+    from trainers.train import train
+    cfg = compose(FAST)
+    plain = train(cfg, tmp_path / "plain")
+    grouped_cfg = {**cfg, "group_by_length": True}
+    grouped = train(grouped_cfg, tmp_path / "grouped")
+    again = train(grouped_cfg, tmp_path / "again")
+    assert grouped["state"] == "complete" and math.isfinite(grouped["eval_loss"])
+    assert grouped["eval_loss"] == again["eval_loss"]  # the same config gives the same result
+    assert grouped["initial_eval_loss"] == plain["initial_eval_loss"]  # evaluation is not reordered
+    assert grouped["eval_loss"] != plain["eval_loss"]  # training saw other batches
+    rows = [json.loads(line) for line in (tmp_path / "grouped" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r] == [0, 3, 6]
+
+
+class PruneAt:
+    """A study reporter whose pruner stops the trial at `step`: a run cut short with a checkpoint."""
+
+    def __init__(self, step):
+        self.step, self.last = step, 0
+
+    def report(self, value, step):
+        self.last = step
+
+    def should_prune(self):
+        return self.last >= self.step
+
+
+@pytest.mark.slow
+def test_a_resumed_grouped_trial_ends_where_an_uninterrupted_one_does(tmp_path):
+    from trainers.train import train
+    cfg = {**compose([*FAST, "save_interval=3"]), "group_by_length": True}
+    whole = train(cfg, tmp_path / "whole")
+    part = train(cfg, tmp_path / "resumed", reporter=PruneAt(3))
+    assert part["state"] == "pruned" and part["steps"] == 3
+    rest = train(cfg, tmp_path / "resumed")
+    assert rest["resumed_from"].endswith("checkpoint-3") and rest["steps"] == 6
+    assert rest["tokens"] == whole["tokens"]  # the same batches, skipped into, not redrawn
+    assert rest["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-5)
