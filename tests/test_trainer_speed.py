@@ -116,3 +116,33 @@ def test_a_resumed_grouped_trial_ends_where_an_uninterrupted_one_does(tmp_path):
     assert rest["resumed_from"].endswith("checkpoint-3") and rest["steps"] == 6
     assert rest["tokens"] == whole["tokens"]  # the same batches, skipped into, not redrawn
     assert rest["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_skipping_the_per_step_train_call_changes_no_result(tmp_path, monkeypatch):
+    """SweepTrainer.training_step skips model.train() while the model is training. LoRA dropout (0.05)
+    makes a module left in eval mode change the losses; the run evaluates mid-way (eval_interval 3)."""
+    from transformers import Trainer
+
+    from trainers.train import train
+    from trainers.trainer_setup import SweepTrainer
+    modes = []
+    compute_loss = Trainer.compute_loss
+
+    def checked(self, model, inputs, *args, **kwargs):
+        if model.training or torch_is_grad_enabled():
+            modes.append(all(m.training for m in model.modules()))
+        return compute_loss(self, model, inputs, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "compute_loss", checked)
+    cfg = compose(FAST)
+    fast = train(cfg, tmp_path / "fast")
+    assert modes and all(modes)  # every training forward ran with every module in training mode
+    monkeypatch.setattr(SweepTrainer, "training_step", Trainer.training_step)
+    stock = train(cfg, tmp_path / "stock")
+    assert [fast[k] for k in ("initial_eval_loss", "eval_loss", "train_loss", "tokens")] == \
+        [stock[k] for k in ("initial_eval_loss", "eval_loss", "train_loss", "tokens")]
+
+
+def torch_is_grad_enabled() -> bool:
+    import torch
+    return torch.is_grad_enabled()
