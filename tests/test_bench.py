@@ -1,6 +1,8 @@
-"""`make bench` smoke test: the quick mode runs end to end and reports all seven figures; the idle
-fraction's arithmetic; `make gpu-check` without a GPU."""
+"""`make bench` smoke test: the quick mode runs end to end and reports all seven figures; figure 1's
+replay of search methods on recorded curves; the idle fraction's arithmetic; `make gpu-check` without
+a GPU."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import pytest
 
 from bench.gpu_check import plan, trial_lines
 from bench.idle_fraction import idle
+from bench.search_replay import Row, compare, quantile, replay, summarize
 from conftest import ROOT, compose
 
 
@@ -22,6 +25,65 @@ def test_quick_bench_reports_seven_figures_with_targets(tmp_path):
     assert all(f["target"] and f["value"] for f in figures)
     table = (tmp_path / "bench.md").read_text()
     assert table.count("\n| ") == 8 and table in proc.stdout  # header + seven rows, printed too
+
+
+def curves(values, steps=(12, 24, 36, 40)):
+    """A recorded config: eval losses at uneven eval steps, 40 steps, 2 s of setup and 4 s of training."""
+    return Row(tuple(zip(steps, values)), "complete", values[-1], 40, 40, 6.0, 4.0)
+
+
+# six configs: one good (the grid's best), four poor ones of different depth, one that blooms late (not enough)
+TABLE = {(1e-4, "constant", "r4"): curves((5.0, 4.9, 4.8, 4.7)),
+         (1e-4, "cosine", "r4"): curves((4.5, 4.4, 4.3, 4.2)),
+         (1e-3, "constant", "r4"): curves((2.0, 1.5, 1.2, 1.0)),
+         (1e-3, "cosine", "r4"): curves((4.0, 3.9, 3.8, 3.7)),
+         (1e-2, "constant", "r4"): curves((3.5, 3.4, 3.3, 3.2)),
+         (1e-2, "cosine", "r4"): curves((9.0, 8.0, 7.0, 1.5))}
+
+
+def test_replay_charges_a_pruned_config_only_up_to_the_recorded_step_where_it_was_pruned():
+    saved = 0
+    for seed in range(6):
+        plain, asha = replay(TABLE, "random", seed, 1.02), replay(TABLE, "random+asha", seed, 1.02)
+        # no pruning: every config trained is charged in full, a config drawn again costs nothing
+        assert plain.pruned == 0 and plain.steps == 40 * plain.trials and plain.steps <= 40 * len(TABLE)
+        assert plain.wall == pytest.approx(6.0 * plain.trials)
+        # pruned at the first eval at or after the rung (step 10): the recorded eval step 12, never 10
+        assert asha.steps == 40 * (asha.trials - asha.pruned) + 12 * asha.pruned
+        assert asha.wall == pytest.approx(6.0 * (asha.trials - asha.pruned) + (2.0 + 4.0 * 12 / 40) * asha.pruned)
+        if asha.found:  # the same random draws (the sampler is seeded per trial), fewer steps for them
+            assert asha.steps <= plain.steps and asha.trials <= plain.trials
+            saved += plain.steps - asha.steps
+    assert saved > 0
+
+
+def test_replay_a_config_pruned_once_stays_pruned_as_in_a_sweep():
+    # the late bloomer is within 2% of the best, but looks worst at the first rung
+    bloomer = {**TABLE, (1e-3, "constant", "r4"): curves((2.0, 1.8, 1.7, 1.6)),
+               (1e-2, "cosine", "r4"): curves((9.0, 8.0, 7.0, 1.01))}
+    runs = [replay(bloomer, "random+asha", seed, 1.01 * 1.02) for seed in range(8)]
+    lost = [r for r in runs if not r.found]
+    assert lost and all(r.trials == len(bloomer) and r.pruned >= 1 for r in lost)  # every config tried, then stop
+    assert all(r.steps <= 40 * len(bloomer) for r in runs)
+    assert all(replay(bloomer, "random", seed, 1.01 * 1.02).found for seed in range(8))  # unpruned: always found
+
+
+def test_the_seed_spread_is_taken_over_the_seeds_given():
+    summary = compare(TABLE, seeds=7, methods=("random", "tpe+median"))
+    total = 40 * len(TABLE)
+    for s in summary.values():
+        assert s["seeds"] == 7 and len(s["fractions"]) == 7
+        found = [f for f in s["fractions"] if math.isfinite(f)]
+        assert len(found) == s["found"] and all(0 < f <= 1 for f in found)
+        assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+        assert s["median"] == sorted(s["fractions"])[3]
+    assert summary["random"]["min"] < summary["random"]["max"]  # the seeds draw different orders
+    assert summary["random"]["min"] == min(replay(TABLE, "random", seed, 1.02).steps for seed in range(7)) / total
+    # inf is a seed that never found the target: it sorts last and is never averaged into a number
+    assert quantile([0.1, 0.2, math.inf], 0.5) == 0.2 and quantile([0.1, math.inf], 0.5) == math.inf
+    assert quantile([0.1, 0.2, 0.3, 0.4], 0.25) == pytest.approx(0.175)
+    lost = summarize([replay(TABLE, "random", 0, 0.5)], total, 6.0 * len(TABLE))  # an unreachable target
+    assert lost["found"] == 0 and lost["median"] == math.inf
 
 
 def test_gpu_check_without_a_gpu_says_so_in_one_line_and_exits_1():
