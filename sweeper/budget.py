@@ -78,7 +78,8 @@ def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
     """Tops the WAITING slots up to n_trials: warm-start configs first (Optuna pops WAITING trials
     oldest first), then the grid's points not run yet, or empty slots for the sampler."""
     trials = study.get_trials(deepcopy=False)
-    live = [t for t in trials if counts_toward_budget(t) and t.system_attrs.get(REPEAT_OF) is None]  # repeats come on top
+    # repeats come on top
+    live = [t for t in trials if counts_toward_budget(t) and t.system_attrs.get(REPEAT_OF) is None]
     room = max(0, spec.n_trials - len(live))
     key = lambda params: json.dumps(params, sort_keys=True)
     # a config this study has ever had is not warm-started again (a re-run of the same command)
@@ -97,6 +98,9 @@ def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
         slots = [(p, {WARM_FROM: m}) for m, p in warm[:room]] + [({}, None)] * max(0, room - len(warm))
     for params, marks in slots:
         enqueue_slot(study, params, marks)
+    if any(marks for _, marks in slots):
+        log.info("warm start: %d config(s) of study %r run first", sum(1 for _, m in slots if m),
+                 warm[0][0].rsplit("#", 1)[0])
 
 
 def retry_orphans(study: optuna.Study) -> int:

@@ -25,8 +25,9 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, study, n_trials: int, objective: str, minimize: bool = True, stream=None):
+    def __init__(self, study, n_trials: int, objective: str, minimize: bool = True, stream=None, budget=None):
         self.study, self.n_trials, self.objective, self.minimize = study, n_trials, objective, minimize
+        self.budget = budget  # compute_budget.Budget: its spent part joins the line
         self.stream = stream or sys.stdout
         self.started_at = time.time()
         self.done_here = 0
@@ -61,8 +62,9 @@ class Progress:
         best_text = f"best {self.objective} {best[0]:.4g} (trial {best[1]})" if best else "no best yet"
         reason = f" - {result.get('reason')}" if result.get("reason") else ""
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "duplicate")
+        spent = f" | budget {self.budget.describe(self.budget.spent(self.study))}" if self.budget else ""
         print(f"[{done}/{total}] trial {number} {result['state']}{reason}\n"
-              f"        {shown} | {best_text} | elapsed {_clock(elapsed)}, ~{_clock(left)} left",
+              f"        {shown} | {best_text} | elapsed {_clock(elapsed)}, ~{_clock(left)} left{spent}",
               file=self.stream, flush=True)
 
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:

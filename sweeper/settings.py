@@ -97,7 +97,8 @@ class SweepSettings:
         p.check(_one_of, "executor", self.executor, EXECUTORS)
         p.check(_integer, "warm_start_top_k", self.warm_start_top_k, 1)
         if self.warm_start is not None:
-            p.check(_matching, "warm_start", self.warm_start, r".+", "a sweep directory or '<storage URL>#<study name>'")
+            p.check(_matching, "warm_start", self.warm_start, r".+",
+                    "a sweep directory, a study name, or '<storage URL>#<study name>'")
         p.check(parse_budget, self.budget)
         if self.executor == "slurm":
             self.slurm.check(p)

@@ -240,10 +240,10 @@ class SweepLoop:
     def run(self):
         self.setup()
         executor = make_executor(self.config, self.hydra_context, self.task_function, self.s, self.sweep_dir)
-        progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize")
-        log.info("sweep %s: %d trials%s, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
-                 f" within budget {self.budget.text}" if self.budget else "", self.sampler_name,
-                 self.s.pruner_spec()["name"], self.s.parallel, self.sweep_dir)
+        progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize",
+                            budget=self.budget)
+        log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
+                 self.sampler_name, self.s.pruner_spec()["name"], self.s.parallel, self.sweep_dir)
         ok = self._drain(executor, progress)
         if ok and not self._spent() and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds,
                                                         self.base_seed, minimize=self.directions[0] == "minimize"):

@@ -125,5 +125,6 @@ def warm_configs(source: str, own_storage: str, top_k: int, space: dict[str, Bas
             out.append((f"{name}#{number}", kept))
     if dropped:
         log.info("warm start: dropped %s (not swept here, or outside this sweep's range)", ", ".join(sorted(dropped)))
-    log.info("warm start: %d config(s) of study %r run first", len(out), name)
+    if not out:
+        log.info("warm start: study %r has no complete config this sweep can take", name)
     return out

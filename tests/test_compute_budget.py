@@ -37,6 +37,7 @@ def test_a_steps_budget_stops_the_sweep_and_a_larger_one_continues(tmp_path):
     proc = run_cli(args + ["hydra.sweeper.budget=13steps"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "budget spent: 18 of 13 steps (hydra.sweeper.budget=13steps)" in proc.stdout
+    assert "| budget 12 of 13 steps" in proc.stdout  # the progress line
     info = read_json(tmp_path / "sweep.json")
     study = optuna.load_study(study_name=info["study"], storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
