@@ -80,3 +80,30 @@ def test_b_starts_with_a_best_configs_and_tpe_learns_from_them(tmp_path):
     line = one_line_exit_2(proc)
     assert line.startswith("error: hydra.sweeper.warm_start") and "data" in line
     assert not (tmp_path / "c" / "study.db").exists()
+
+
+def _spec(study, grid=None, warm=()):
+    from sweeper.budget import StudySpec
+    return StudySpec(study.study_name, None, None, None, ["minimize"], ["eval_loss"], "", {}, 3, grid, list(warm))
+
+
+def test_warm_configs_take_the_first_slots_once():
+    from sweeper.budget import fill_budget
+
+    study = optuna.create_study()
+    warm = [("a#2", {"lr": 3e-3}), ("a#0", {"lr": 1e-2})]
+    fill_budget(study, _spec(study, warm=warm))
+    fill_budget(study, _spec(study, warm=warm))  # a re-run: nothing added, nothing twice
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"lr": 3e-3}, {"lr": 1e-2}, {}]
+    assert [t.system_attrs.get(WARM_FROM) for t in waiting] == ["a#2", "a#0", None]
+
+
+def test_on_a_grid_warm_points_run_first_and_the_grid_is_not_grown():
+    from sweeper.budget import fill_budget
+
+    study = optuna.create_study()
+    grid = [{"lr": v} for v in (1e-3, 3e-3, 1e-2)]
+    fill_budget(study, _spec(study, grid=grid, warm=[("a#1", {"lr": 1e-2})]))
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"]["lr"] for t in waiting] == [1e-2, 1e-3, 3e-3]
