@@ -50,9 +50,15 @@ class Budget:
                 "to continue")
 
     def describe(self, spent: float) -> str:
-        scale = {"seconds": (60.0, "min"), "steps": (1.0, "steps"), "gpu_seconds": (3600.0, "GPU-hours")}
-        div, unit = scale[self.kind]
+        if self.kind == "seconds":
+            return f"{_clock(spent)} of {_clock(self.limit)} trial time"
+        div, unit = (1.0, "steps") if self.kind == "steps" else (3600.0, "GPU-hours")
         return f"{spent / div:.4g} of {self.limit / div:.4g} {unit}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def parse_budget(text) -> Budget | None:

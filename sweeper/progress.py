@@ -59,12 +59,15 @@ class Progress:
         done = sum(counts.values())
         elapsed = time.time() - self.started_at
         left = elapsed / self.done_here * max(0, total - done)
+        spent = self.budget.spent(self.study) if self.budget else 0.0
+        if spent > 0:  # the budget ends the sweep first when its pace says so
+            left = min(left, elapsed * max(0.0, self.budget.limit - spent) / spent)
         best_text = f"best {self.objective} {best[0]:.4g} (trial {best[1]})" if best else "no best yet"
         reason = f" - {result.get('reason')}" if result.get("reason") else ""
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "duplicate")
-        spent = f" | budget {self.budget.describe(self.budget.spent(self.study))}" if self.budget else ""
+        budget = f" | budget {self.budget.describe(spent)}" if self.budget else ""
         print(f"[{done}/{total}] trial {number} {result['state']}{reason}\n"
-              f"        {shown} | {best_text} | elapsed {_clock(elapsed)}, ~{_clock(left)} left{spent}",
+              f"        {shown} | {best_text} | elapsed {_clock(elapsed)}, ~{_clock(left)} left{budget}",
               file=self.stream, flush=True)
 
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:

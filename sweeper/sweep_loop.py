@@ -93,7 +93,7 @@ class SweepLoop:
         preflight.check(base)
         self.sampler_name = self._sampler_name()
         grid = self.space.grid() if self.sampler_name == "grid" else None
-        self.n_trials = self.s.n_trials or (len(grid) if grid else 10)
+        self.n_trials = self.s.n_trials or (len(grid) if grid else 100 if self.s.budget else 10)  # a budget decides
         self.objectives = [base["objective"]] + ([self.s.second_objective] if self.s.second_objective else [])
         self.directions = [OBJECTIVES[base["objective"]]] + (
             [SECOND_OBJECTIVES[self.s.second_objective]] if self.s.second_objective else [])
