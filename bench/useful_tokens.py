@@ -3,10 +3,11 @@ against the padded hand-written loop (bench/torch_loop.py), on data whose length
 
 The embedded tasks are all of about one length (packing removes ~5% padding there), so the data
 here is built from them, deterministically: each row gets a context of 0 to 4 filler sentences
-(half none, a tail of long rows up to the 128-token limit), written to a JSONL file the trials read as data.path. Every side trains
-the same config for the same steps; the three alternate, run after run, and each side's median
-counts. Useful tokens: the non-pad tokens of the batches trained (a trial's tokens_per_second counts
-exactly those, packed or padded; the loop counts its attention masks).
+(half none, a tail of long rows up to the 128-token limit), written to a JSONL file the trials
+read as data.path. Every side trains the same config for the same steps; the four sides alternate,
+run after run (after one untimed warm-up trial), and each side's median counts. Useful tokens: the
+non-pad tokens of the batches trained (a trial's tokens_per_second counts exactly those, packed or
+padded; the loop counts its attention masks).
 
     python -m bench.useful_tokens [--quick]
 """
@@ -64,6 +65,7 @@ def useful_tokens(out: Path, quick: bool) -> list[dict]:
     sides = {"padded trial": cfg, "grouped trial": {**cfg, "group_by_length": True},
              "packed trial": {**cfg, "packing": True}}
     speeds: dict[str, list[float]] = {name: [] for name in [*sides, "padded hand loop"]}
+    train({**cfg, "max_steps": 2, "eval_interval": 2, "save_interval": 2}, out / "useful" / "warm-up")  # first-run costs
     for i in range(repeats):  # alternate, so drift in the machine hits every side
         for name, side in sides.items():
             speeds[name].append(train(side, out / "useful" / f"{name.split()[0]}-{i}")["tokens_per_second"])

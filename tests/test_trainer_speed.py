@@ -92,21 +92,9 @@ def test_a_grouped_trial_trains_repeats_exactly_and_leaves_evaluation_alone(tmp_
     assert [r["step"] for r in rows if "eval_loss" in r] == [0, 3, 6]
 
 
-class PruneAt:
-    """A study reporter whose pruner stops the trial at `step`: a run cut short with a checkpoint."""
-
-    def __init__(self, step):
-        self.step, self.last = step, 0
-
-    def report(self, value, step):
-        self.last = step
-
-    def should_prune(self):
-        return self.last >= self.step
-
-
 @pytest.mark.slow
 def test_a_resumed_grouped_trial_ends_where_an_uninterrupted_one_does(tmp_path):
+    from test_resume_identity import PruneAt  # a pruner that stops the run at a step, with its checkpoint
     from trainers.train import train
     cfg = {**compose([*FAST, "save_interval=3"]), "group_by_length": True}
     whole = train(cfg, tmp_path / "whole")

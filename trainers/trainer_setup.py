@@ -1,6 +1,6 @@
 """The transformers Trainer for a trial: its TrainingArguments (the scheduler group's names are
-transformers' own), its metric, and SweepTrainer, the Trainer with a checkpoint fingerprint
-and a cheap FLOP count."""
+transformers' own), its metric, and SweepTrainer, the Trainer with a checkpoint fingerprint,
+a cheap FLOP count and step, and length-grouped training batches (group_by_length)."""
 from __future__ import annotations
 
 import logging
