@@ -1,4 +1,4 @@
-"""`make bench` (python -m bench [--quick]): the seven figures, as ratios measured in one run.
+"""`make bench` (python -m bench [--quick]): the eight figures, as ratios measured in one run.
 
 1. search efficiency: optimizer steps (and wall time) until a config within 2% of the
    exhaustive grid's best eval loss is found, as a fraction of the grid's total: random search,
@@ -15,6 +15,8 @@
 6. a LitGPT trial through the sweeper against the same `litgpt finetune_lora` by hand (bench/litgpt_overhead.py).
 7. the idle fraction of a sweep's slots, 16 uneven trials on 4: our pool, a launcher's batches (a barrier),
    SLURM jobs (bench/idle_fraction.py).
+8. useful (non-pad) tokens/s with length-grouped or packed batches / the padded hand loop, on data of spread
+   lengths (bench/useful_tokens.py).
 Writes results/bench/bench.md and prints it.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ import optuna
 
 from bench.idle_fraction import idle_fraction
 from bench.litgpt_overhead import litgpt_overhead
+from bench.useful_tokens import useful_tokens
 from bench.search_replay import DEFAULT, cell, compare, fmt, grid_table, table_lines
 from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_result
@@ -159,7 +162,8 @@ def main() -> None:
     out.mkdir(parents=True)
     started = time.perf_counter()
     figures = []
-    for step in (search_efficiency, overhead_and_memory, throughput, litgpt_overhead, idle_fraction, demo_time):
+    for step in (search_efficiency, overhead_and_memory, throughput, useful_tokens, litgpt_overhead, idle_fraction,
+                 demo_time):
         figures += step(out, args.quick)
     figures.sort(key=lambda f: f["figure"])
     lines = [f"# lr-sweeper bench{' (quick)' if args.quick else ''}", "",

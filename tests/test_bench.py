@@ -1,4 +1,4 @@
-"""`make bench` smoke test: the quick mode runs end to end and reports all seven figures; figure 1's
+"""`make bench` smoke test: the quick mode runs end to end and reports all eight figures; figure 1's
 replay of search methods on recorded curves; the idle fraction's arithmetic; `make gpu-check` without
 a GPU."""
 import json
@@ -16,15 +16,15 @@ from conftest import ROOT, compose
 
 
 @pytest.mark.slow
-def test_quick_bench_reports_seven_figures_with_targets(tmp_path):
+def test_quick_bench_reports_eight_figures_with_targets(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads((tmp_path / "bench.json").read_text())
-    assert [f["figure"].split(".")[0] for f in figures] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert [f["figure"].split(".")[0] for f in figures] == ["1", "2", "3", "4", "5", "6", "7", "8"]
     assert all(f["target"] and f["value"] for f in figures)
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 8 and table in proc.stdout  # header + seven rows, printed too
+    assert table.count("\n| ") == 9 and table in proc.stdout  # header + eight rows, printed too
 
 
 def curves(values, steps=(12, 24, 36, 40)):

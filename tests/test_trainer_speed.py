@@ -134,3 +134,12 @@ def test_skipping_the_per_step_train_call_changes_no_result(tmp_path, monkeypatc
 def torch_is_grad_enabled() -> bool:
     import torch
     return torch.is_grad_enabled()
+
+
+def test_group_by_length_is_a_typed_key_with_a_one_line_error(tmp_path):
+    from conftest import one_line_exit_2, run_cli
+    from sweeper.core.rules import flat_params
+    cfg = compose([*FAST, "group_by_length=true"])
+    assert cfg["group_by_length"] is True and flat_params(cfg)["group_by_length"] is True  # the table sees it
+    line = one_line_exit_2(run_cli(["group_by_length=sometimes", f"hydra.run.dir={tmp_path}"]))
+    assert "group_by_length" in line

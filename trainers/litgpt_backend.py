@@ -76,6 +76,7 @@ def memory_lever_problems(cfg: Mapping) -> dict[str, tuple[bool, str]]:
                                 f"{cfg.get('attn_implementation')!r}: LitGPT picks its own attention; "
                                 "accepted: null"),
         "packing": (bool(cfg.get("packing")), "true: finetune_lora pads its batches; accepted: false"),
+        "group_by_length": (bool(cfg.get("group_by_length")), "true: finetune_lora draws its own batches; accepted: false"),
         "quantization": (quantized and (devices(cfg) > 1 or "mixed" in str(cfg["precision"])
                                         or importlib.util.find_spec("bitsandbytes") is None),
                          "4bit (LitGPT's bnb.nf4) runs on one device, without mixed precision, with bitsandbytes "

@@ -66,7 +66,7 @@ def flat_params(cfg: Mapping, derived: Derived | None = None) -> dict:
             "seed": cfg["seed"], "devices": cfg.get("devices", 1),
             "gradient_checkpointing": cfg.get("gradient_checkpointing", False),
             "attn_implementation": cfg.get("attn_implementation"), "quantization": cfg.get("quantization", "none"),
-            "packing": cfg.get("packing", False), "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
+            "packing": cfg.get("packing", False), "group_by_length": cfg.get("group_by_length", False), "model": str(cfg["model"]["name_or_path"]).rsplit("/", 1)[-1]}
 
 
 def effective_lr(cfg: Mapping) -> float:
@@ -138,10 +138,10 @@ def _check_batch(batch: int | None, micro: int | None, n_devices: int | None, au
 
 
 def _check_lr(cfg: Mapping) -> None:
-    if cfg.get("lr") == "auto":
-        raise ConfigError("lr", "'auto' runs the LR range test before a sweep (-m); for one run, "
+    if cfg.get("lr") in ("auto", "prior"):
+        raise ConfigError("lr", f"'{cfg['lr']}' chooses lr's range before a sweep (-m); for one run, "
                           "`python -m sweeper.lr_find` suggests a value; accepted: a finite number > 0")
-    at_least(cfg, "lr", 0, "a finite number > 0, e.g. 3e-4 (or auto in a sweep)", strict=True)
+    at_least(cfg, "lr", 0, "a finite number > 0, e.g. 3e-4 (or auto / prior in a sweep)", strict=True)
 
 
 def _check_max_steps(cfg: Mapping) -> int:
@@ -163,7 +163,7 @@ def _check_max_seq_length(cfg: Mapping) -> None:
 def _check_memory_levers(cfg: Mapping) -> None:
     """The values of the memory levers; whether this machine has them is the backend's check."""
     p = Problems()
-    for key in ("gradient_checkpointing", "packing"):
+    for key in ("gradient_checkpointing", "packing", "group_by_length"):
         if cfg.get(key) is not None and not isinstance(cfg.get(key), bool):
             p.errors.append(ConfigError(key, f"{show(cfg.get(key))} is not accepted; accepted: true, false"))
     if cfg.get("attn_implementation") is not None:

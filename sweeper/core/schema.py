@@ -129,6 +129,7 @@ class TrialConfig:
     gradient_checkpointing: bool = False
     attn_implementation: Optional[str] = None  # null: the model's default | eager | sdpa | flash_attention_2
     quantization: str = "none"         # none | 4bit (QLoRA through bitsandbytes; needs a CUDA GPU)
+    group_by_length: bool = False      # hf: batches of similar-length examples (less padding); evaluation keeps its order
     packing: bool = False              # hf: pack examples into rows without padding (no cross-attention between them)
     seed: int = 42
     objective: str = "eval_loss"
