@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("sleep_trial.py")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "LR_SWEEPER_QUIET": "1"}
 SLOTS = 4
+QUICK_SLOTS = 2  # --quick (the test suite's smoke run): 8 trials a method, half the time
 NAMES = {"pool": "pool", "batch": "batch", "slurm": "SLURM"}
 SECONDS = {False: (4.0, 1.0), True: (2.0, 0.5)}  # (long, short) seconds a trial sleeps; True: --quick
 FIGURE = f"7. idle fraction of {4 * SLOTS} uneven trials on {SLOTS} slots: pool, batch barrier, SLURM"
@@ -115,7 +116,7 @@ def idle(spans: list[dict], slots: int, barrier: bool = False) -> dict:
             "handover": statistics.median(later) if later else 0.0}
 
 
-def slurm(out: Path, quick: bool) -> dict | str:
+def slurm(out: Path, quick: bool, most: int = SLOTS) -> dict | str:
     """The SLURM sweep's figures on a local cluster, or why it was not measured. As many slots as
     the cluster's node runs one-CPU jobs at once (at most SLOTS), 4 trials a slot."""
     if not (ROOT / "sweeper" / "executors" / "slurm.py").exists():
@@ -128,7 +129,7 @@ def slurm(out: Path, quick: bool) -> dict | str:
         with local_cluster() as cluster:
             cpus = subprocess.run(["sinfo", "-h", "-p", cluster.partition, "-o", "%c"], capture_output=True,
                                   text=True).stdout.split()
-            slots = min([SLOTS, *(int(c.rstrip("+")) for c in cpus if c.rstrip("+").isdigit())])
+            slots = min([most, *(int(c.rstrip("+")) for c in cpus if c.rstrip("+").isdigit())])
             return idle(run_sweep(out / "idle-slurm", "slurm", slots, quick, cluster.partition), slots)
     except SlurmUnavailable as err:
         return f"not measured: {err}"
@@ -139,9 +140,10 @@ def slurm(out: Path, quick: bool) -> dict | str:
 def idle_fraction(out: Path, quick: bool) -> list[dict]:
     long, short = SECONDS[quick]
     started, load = time.perf_counter(), os.getloadavg()[0]
-    measured = {method: idle(run_sweep(out / f"idle-{method}", method, SLOTS, quick), SLOTS, method == "batch")
+    slots = QUICK_SLOTS if quick else SLOTS
+    measured = {method: idle(run_sweep(out / f"idle-{method}", method, slots, quick), slots, method == "batch")
                 for method in ("pool", "batch")}
-    on_slurm = slurm(out, quick)
+    on_slurm = slurm(out, quick, slots)
     if isinstance(on_slurm, dict):
         measured["slurm"] = on_slurm
     pool, batch = measured["pool"], measured["batch"]
