@@ -19,10 +19,10 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SPACE
+from sweeper.core.layout import (BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SPACE, TRAINED_ON,
+                                 WARM_FROM)
 from sweeper.study import counts_toward_budget, enqueue_slot, set_study_marks, study_marks
 from sweeper.sweep_dir import check_same_space
-from sweeper.warm_start import TRAINED_ON, WARM_FROM
 
 log = logging.getLogger("sweeper")
 

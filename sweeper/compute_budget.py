@@ -21,9 +21,9 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
+from sweeper.core.layout import SPENT
 from sweeper.study import set_study_marks, set_trial_marks
 
-SPENT = "lr_sweeper:spent"   # trial: {"seconds", "steps", "gpu_seconds"} it used; study: their sum
 KINDS = ("seconds", "steps", "gpu_seconds")
 UNITS = {"h": ("seconds", 3600.0), "m": ("seconds", 60.0), "s": ("seconds", 1.0),
          "steps": ("steps", 1.0), "gpu_h": ("gpu_seconds", 3600.0)}

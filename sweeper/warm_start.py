@@ -21,7 +21,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import REPEAT_OF, read_sweep_info
+from sweeper.core.layout import REPEAT_OF, TRAINED_ON, WARM_FROM, read_sweep_info
 from sweeper.redact import redact
 from sweeper.study import is_journal, make_storage, study_marks
 
@@ -29,8 +29,6 @@ log = logging.getLogger("sweeper")
 KEY = "hydra.sweeper.warm_start"
 ACCEPTED = ("accepted: a sweep directory holding sweep.json (results/<sweep>), a study name in "
             "hydra.sweeper.storage, or '<storage URL>#<study name>' (quoted)")
-WARM_FROM = "lr_sweeper:warm_from"     # trial: "<study>#<number>" whose config it carries
-TRAINED_ON = "lr_sweeper:trained_on"   # study: {"model", "data"} its trials fine-tuned
 
 
 def trained_on(base: dict) -> dict:

@@ -4,7 +4,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import FAST, one_line_exit_2, read_json, run_cli
-from sweeper.compute_budget import SPENT, parse_budget, used
+from sweeper.compute_budget import parse_budget, used
+from sweeper.core.layout import SPENT
 
 
 @pytest.mark.parametrize("text,kind,limit", [("2h", "seconds", 7200), ("90m", "seconds", 5400),

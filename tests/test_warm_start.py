@@ -6,7 +6,8 @@ from optuna.trial import TrialState
 
 from conftest import FAST, ROOT, one_line_exit_2, read_json, run_cli
 from sweeper.core.errors import ConfigError
-from sweeper.warm_start import WARM_FROM, inside, locate
+from sweeper.core.layout import WARM_FROM
+from sweeper.warm_start import inside, locate
 
 LR = "lr=tag(log,interval(1e-4,1e-1))"
 

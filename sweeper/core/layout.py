@@ -115,3 +115,6 @@ SPACE = "lr_sweeper:space"            # study: the search space it was made with
 PRUNER = "lr_sweeper:pruner"          # study: the pruner's settings, so any trial process rebuilds it
 OBJECTIVE = "lr_sweeper:objective"    # study: the objective's name
 BUDGET_READY = "lr_sweeper:budget_ready"  # study: its budget is enqueued (other sweepers wait for it)
+SPENT = "lr_sweeper:spent"            # trial: {"seconds", "steps", "gpu_seconds"} it used; study: their sum
+WARM_FROM = "lr_sweeper:warm_from"    # trial: "<study>#<number>" whose config it carries (a warm start)
+TRAINED_ON = "lr_sweeper:trained_on"  # study: {"model", "data"} its trials fine-tuned
