@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import (BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SPACE, TRAINED_ON,
                                  WARM_FROM)
-from sweeper.study import counts_toward_budget, enqueue_slot, set_study_marks, study_marks
+from sweeper.study import counts_toward_budget, enqueue_slot, retry_callback, set_study_marks, study_marks
 from sweeper.sweep_dir import check_same_space
 
 log = logging.getLogger("sweeper")
@@ -106,7 +105,7 @@ def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
 def retry_orphans(study: optuna.Study) -> int:
     """Fails RUNNING trials whose process is known dead and enqueues their retries, as Optuna's
     heartbeat does for RDB storages (used where there is none: a locked journal file)."""
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=2, inherit_intermediate_values=True)
+    retry = retry_callback()
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for frozen in orphans:
         study.tell(frozen.number, state=TrialState.FAIL)

@@ -72,7 +72,8 @@ class Progress:
 
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:
         from sweeper.best_model import exported_path
-        from sweeper.collect import sweep_info, to_markdown
+        from sweeper.collect import sweep_info
+        from sweeper.table_text import to_markdown
         from sweeper.importance import summary_lines
 
         info = sweep_info(sweep_dir)

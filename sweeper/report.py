@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sweeper.collect import WIDTH, refresh, sweep_info, to_markdown
+from sweeper.collect import refresh, sweep_info
+from sweeper.table_text import WIDTH, to_markdown
 from sweeper.core.errors import ConfigError, exit_bad_input
 from sweeper.core.layout import SWEEP_INFO, SweepLayout
 from sweeper.best_model import exported_path

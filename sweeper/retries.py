@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.core.layout import SweepLayout
 from sweeper.core.record import read_result, write_result
+from sweeper.study import MAX_RETRY, retry_callback
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,6 @@ class Lost:
     code: the trial did not fail by itself, so it is retried)."""
     reason: str
     job_id: str | None = None
-
-
-MAX_RETRY = 2  # retries of one trial, as the RDB storages' RetryHeartbeatStaleTrialCallback (study.py)
 
 
 def retry_lost(study: optuna.Study, trial: optuna.Trial, lost: Lost, trial_dir: Path) -> bool:
@@ -41,7 +39,7 @@ def retry_lost(study: optuna.Study, trial: optuna.Trial, lost: Lost, trial_dir: 
         return False
     write_result(trial_dir, {"state": "failed", "lost": True, "job_id": lost.job_id, "reason": lost.reason})
     study.tell(trial, state=TrialState.FAIL)
-    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)(study, frozen)
+    retry_callback()(study, frozen)
     return True
 
 

@@ -80,6 +80,17 @@ def _factory(name: str) -> Callable[[int], BaseSampler]:
     raise ConfigError("hydra.sweeper.sampler", f"{name!r} is not accepted; accepted: {', '.join(SAMPLERS)}")
 
 
+def sampler_name(setting: str, is_grid: bool) -> str:
+    """hydra.sweeper.sampler resolved for a search space: auto is grid when every swept value is a
+    list, else tpe; grid over an interval is refused."""
+    if setting == "auto":
+        return "grid" if is_grid else "tpe"
+    if setting == "grid" and not is_grid:
+        raise ConfigError("hydra.sweeper.sampler", "grid needs every swept value to be a list "
+                          "(a,b,c / choice / range); accepted for intervals: tpe, random, qmc, cmaes, gp")
+    return setting
+
+
 def make_sampler(name: str, seed: int) -> BaseSampler:
     if name == "qmc":
         # one scrambled sequence for the whole study: its points are numbered in the storage, so

@@ -21,6 +21,15 @@ from sweeper.redact import redact
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 
 
+MAX_RETRY = 2  # retries of one trial: a dead sweeper's (heartbeat), a lost SLURM job's, an orphan of a journal
+
+
+def retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's retry of a failed trial: a WAITING copy with its params, marks and intermediate
+    values, and the retry history that retries.resume_from reads."""
+    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+
+
 def default_storage_url(sweep_dir: str | Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
 
@@ -36,8 +45,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
             kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
         if heartbeat_interval:
             kwargs.update(heartbeat_interval=int(heartbeat_interval),
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                              max_retry=2, inherit_intermediate_values=True))
+                          heartbeat_stale_trial_callback=retry_callback())
         for attempt in range(5):
             try:
                 return RDBStorage(url, **kwargs)

@@ -30,7 +30,6 @@ from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.collect import refresh
 from sweeper.compute_budget import parse_budget, record as record_spent
-from sweeper.core.errors import ConfigError
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import read_result, write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
@@ -38,9 +37,9 @@ from sweeper.executors import Executor, TrialLaunch, make_executor
 from sweeper.executors.commands import check_local_devices
 from sweeper.preflight import Preflight
 from sweeper.progress import Progress
-from sweeper.redact import redact
+from sweeper.redact import redact, redact_hydra_config
 from sweeper.retries import Lost, resume_from, retry_lost
-from sweeper.sampling import make_sampler
+from sweeper.sampling import make_sampler, sampler_name
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, heartbeat_interval
 from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
@@ -78,7 +77,7 @@ class SweepLoop:
         self.storage_url = self.s.storage or default_storage_url(self.sweep_dir)
         dir_checks.check_study_file(self.storage_url)
         dir_checks.check_free_space(self.sweep_dir)
-        self._redact_config()
+        redact_hydra_config(self.config)
         preflight = Preflight(self.config, self.hydra_context, self.space)
         for word in ("auto", "prior"):  # an explicit range never reaches here: it is a distribution
             if f"lr={word}" in self.space.fixed:
@@ -91,7 +90,7 @@ class SweepLoop:
         base = preflight.base()
         ss.integer_axes(self.space, base)
         preflight.check(base)
-        self.sampler_name = self._sampler_name()
+        self.sampler_name = sampler_name(self.s.sampler, self.space.is_grid)
         grid = self.space.grid() if self.sampler_name == "grid" else None
         self.n_trials = self.s.n_trials or (len(grid) if grid else 100 if self.s.budget else 10)  # a budget decides
         self.objectives = [base["objective"]] + ([self.s.second_objective] if self.s.second_objective else [])
@@ -114,22 +113,6 @@ class SweepLoop:
         if self.journal_lock is not None and retry_orphans(self.study):
             log.info("journal storage: trials of a sweeper that died were failed and will be retried")
         self._write_sweep_info()
-
-    def _redact_config(self) -> None:
-        """The real URL travels to trials in their environment, never in a config."""
-        with open_dict(self.config):
-            if self.config.hydra.sweeper.get("storage"):
-                self.config.hydra.sweeper.storage = redact(self.config.hydra.sweeper.storage)
-            self.config.hydra.overrides.hydra = [redact(o) for o in self.config.hydra.overrides.hydra]
-
-    def _sampler_name(self) -> str:
-        name = self.s.sampler
-        if name == "auto":
-            return "grid" if self.space.is_grid else "tpe"
-        if name == "grid" and not self.space.is_grid:
-            raise ConfigError("hydra.sweeper.sampler", "grid needs every swept value to be a list "
-                              "(a,b,c / choice / range); accepted for intervals: tpe, random, qmc, cmaes, gp")
-        return name
 
     def _write_sweep_info(self) -> None:
         write_json_atomic(self.sweep_dir / "sweep.json", {

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from sweeper.collect import build_table, refresh, to_markdown
+from sweeper.collect import build_table, refresh
+from sweeper.table_text import to_markdown
 from sweeper.redact import redact
 from sweeper.report import main as report_main
 
