@@ -6,7 +6,8 @@ here so an upgrade that changes it fails a test instead of a sweep:
 - trainer_setup.tensorboard sets TensorBoardCallback.logging_dir (an attribute, not an argument),
   instead of the TENSORBOARD_LOGGING_DIR environment variable;
 - checkpoints.load_weights loads a finished checkpoint through public APIs (peft's
-  set_peft_model_state_dict, torch's load_state_dict), where Trainer._load_from_checkpoint was used.
+  set_peft_model_state_dict, torch's load_state_dict), where Trainer._load_from_checkpoint was used;
+- SweepTrainer overrides Trainer._clip_grad_norm, to clip the trainable parameters only.
 """
 import inspect
 import os
@@ -21,6 +22,7 @@ def test_the_private_trainer_hooks_sweep_trainer_uses_keep_their_signatures():
     from transformers import Trainer
     assert list(inspect.signature(Trainer._save_checkpoint).parameters) == ["self", "model", "trial"]
     assert "trial" in inspect.signature(Trainer._get_output_dir).parameters
+    assert list(inspect.signature(Trainer._clip_grad_norm).parameters) == ["self", "model"]
 
 
 def test_tensorboard_writes_to_the_trial_dir_without_the_environment(tmp_path):

@@ -107,9 +107,11 @@ def test_a_resumed_grouped_trial_ends_where_an_uninterrupted_one_does(tmp_path):
 
 
 @pytest.mark.slow
-def test_skipping_the_per_step_train_call_changes_no_result(tmp_path, monkeypatch):
-    """SweepTrainer.training_step skips model.train() while the model is training. LoRA dropout (0.05)
-    makes a module left in eval mode change the losses; the run evaluates mid-way (eval_interval 3)."""
+def test_the_trainers_shortcuts_change_no_result(tmp_path, monkeypatch):
+    """SweepTrainer skips model.train() while the model is training (LoRA dropout, 0.05, makes a module
+    left in eval mode change the losses; the run evaluates mid-way, eval_interval 3), and zeroes and
+    clips the trainable parameters only: the same losses and the same gradient norms (above
+    max_grad_norm, so clipping acts) as the stock Trainer's calls."""
     from transformers import Trainer
 
     from trainers.train import train
@@ -125,10 +127,19 @@ def test_skipping_the_per_step_train_call_changes_no_result(tmp_path, monkeypatc
     cfg = compose(FAST)
     fast = train(cfg, tmp_path / "fast")
     assert modes and all(modes)  # every training forward ran with every module in training mode
-    monkeypatch.setattr(SweepTrainer, "training_step", Trainer.training_step)
+    for name in ("training_step", "train", "_clip_grad_norm"):
+        monkeypatch.setattr(SweepTrainer, name, getattr(Trainer, name))
     stock = train(cfg, tmp_path / "stock")
     assert [fast[k] for k in ("initial_eval_loss", "eval_loss", "train_loss", "tokens")] == \
         [stock[k] for k in ("initial_eval_loss", "eval_loss", "train_loss", "tokens")]
+    norms = [_grad_norms(tmp_path / run) for run in ("fast", "stock")]
+    assert len(norms[0]) >= 3 and max(norms[0]) > 1.0  # max_grad_norm = 1: clipping acted
+    assert norms[0] == norms[1]
+
+
+def _grad_norms(trial_dir) -> list[float]:
+    rows = [json.loads(line) for line in (trial_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["grad_norm"] for r in rows if "grad_norm" in r]
 
 
 def torch_is_grad_enabled() -> bool:
