@@ -9,6 +9,11 @@ from the study: it counts across resumes and across sweepers on one study, with 
 counter to race on (the study's own attribute holds the sum, for a reader of the storage).
 When the total reaches the budget no new trial starts; running ones finish.
 
+Rungs within a steps budget: when n_trials full trials would not fit and the pruner is successive
+halving (ASHA) or Hyperband, `plan_first_rung` moves the first rung (min_resource) down, so that the
+budget screens every trial slot briefly and promotes the best (first rung x 4 per rung, Optuna's
+reduction factor), instead of running a few trials to the end. Planned once, when the study is made.
+
     b = parse_budget("13steps")
     b.spent(study) >= b.limit     # True once the trials' steps add up to 13
 """
@@ -91,3 +96,38 @@ def record(study: optuna.Study, storage, number: int, result: dict | None) -> No
     """Before the trial is told (a finished trial's attributes are frozen)."""
     set_trial_marks(storage, study.study_name, number, {SPENT: used(result or {})})
     set_study_marks(storage, study.study_name, {SPENT: total(study)})
+
+
+REDUCTION_FACTOR = 4  # Optuna's SuccessiveHalvingPruner / HyperbandPruner default
+PLANNED_PRUNERS = ("successive_halving", "hyperband")
+
+
+def plan_first_rung(budget: Budget | None, n_trials: int, max_steps: int | None, eval_interval: int) -> int | None:
+    """The first rung (in steps, a multiple of eval_interval) whose expected cost fits a steps budget:
+    n_trials x first rung x (1 + rungs above it x 3/4), a rung keeping a quarter of its trials. The
+    longest such rung (the fewest promotions to rank on noisy early losses); eval_interval when even
+    that does not fit (the budget then stops the sweep before n_trials). None: no plan needed (not
+    a steps budget, full trials fit, or max_steps unknown)."""
+    if budget is None or budget.kind != "steps" or not max_steps or max_steps < 1 or \
+            n_trials * max_steps <= budget.limit:  # max_steps -1: epochs decide, the steps are not known here
+        return None
+    eval_interval = max(1, eval_interval)
+    rung, promotions = max_steps, 0
+    while rung > eval_interval:
+        promotions += 1
+        rung = max(eval_interval, (max_steps // REDUCTION_FACTOR ** promotions) // eval_interval * eval_interval)
+        if n_trials * rung * (1 + promotions * (1 - 1 / REDUCTION_FACTOR)) <= budget.limit:
+            return rung
+    return eval_interval
+
+
+def planned_pruner(spec: dict, budget: Budget | None, n_trials: int, base: dict) -> dict:
+    """The pruner settings with the first rung planned within a steps budget (see plan_first_rung)."""
+    if spec["name"] not in PLANNED_PRUNERS:
+        return spec
+    rung = plan_first_rung(budget, n_trials, base.get("max_steps"), int(base.get("eval_interval") or 1))
+    if rung is None:
+        return spec
+    print(f"budget {budget.text} for {n_trials} trials of {base.get('max_steps')} steps: {spec['name']}'s first "
+          f"rung at {rung} steps (was {spec['n_warmup_steps']}), x{REDUCTION_FACTOR} per rung", flush=True)
+    return {**spec, "n_warmup_steps": rung}

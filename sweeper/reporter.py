@@ -11,6 +11,7 @@ default sqlite file).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
@@ -20,9 +21,27 @@ from sweeper.core.layout import STORAGE_ENV
 from sweeper.study import default_storage_url, load_pruner, make_storage
 
 
+_storages: dict[tuple, object] = {}
+
+
+def shared_storage(url: str):
+    """One storage per URL in this process: in-process trials of a sweep reuse its connection pool
+    instead of opening the database again for every trial. A sqlite file is keyed by its inode too,
+    so a database deleted and created again at the same path is opened afresh."""
+    key: tuple = (url,)
+    if url.startswith("sqlite:///"):
+        try:
+            key = (url, os.stat(url.removeprefix("sqlite:///")).st_ino)
+        except OSError:
+            key = (url, None)
+    if key not in _storages:
+        _storages[key] = make_storage(url)
+    return _storages[key]
+
+
 class StudyReporter:
     def __init__(self, storage_url: str, study_name: str, trial_number: int, may_prune: bool = True):
-        storage = make_storage(storage_url)
+        storage = shared_storage(storage_url)
         study_id = storage.get_study_id_from_name(study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
         study = optuna.load_study(study_name=study_name, storage=storage)

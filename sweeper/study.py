@@ -126,9 +126,14 @@ def make_pruner(spec: dict) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def load_pruner(storage, study_name: str) -> optuna.pruners.BasePruner:
+def stored_pruner_spec(storage, study_name: str) -> dict:
+    """The pruner settings the study was made with (a resumed sweep keeps them)."""
     spec = study_marks(storage, study_name).get(PRUNER)
-    return make_pruner(json.loads(spec) if isinstance(spec, str) else spec or {"name": "none"})
+    return json.loads(spec) if isinstance(spec, str) else spec or {"name": "none"}
+
+
+def load_pruner(storage, study_name: str) -> optuna.pruners.BasePruner:
+    return make_pruner(stored_pruner_spec(storage, study_name))
 
 
 def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:

@@ -4,7 +4,8 @@
              (preflight); the study opened with its budget (budget.py)
     drain    ask -> executor.submit -> executor.poll -> tell, until no budget is left
     repeats  seed repeats of the best configs, drained the same way
-    results  the table, curves, HParams and best.yaml (collect.py)
+    results  the table, curves, HParams and best.yaml (collect.py): rebuilt in a thread while
+             trials run (background_refresh.py), and once more at the end
 
 A trial whose process died stops sending heartbeats; Optuna fails it and
 enqueues a retry, which resumes from the dead trial's checkpoint (retries.py). A trial
@@ -28,8 +29,9 @@ from sweeper import search_space as ss
 from sweeper import best_model, lr_auto, warm_start
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
+from sweeper.background_refresh import BackgroundRefresh
 from sweeper.collect import refresh
-from sweeper.compute_budget import parse_budget, record as record_spent
+from sweeper.compute_budget import parse_budget, planned_pruner, record as record_spent
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import read_result, write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
@@ -43,7 +45,7 @@ from sweeper.sampling import make_sampler, sampler_name
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, heartbeat_interval
 from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
-                           tell_outcome)
+                           stored_pruner_spec, tell_outcome)
 from sweeper.tell import reuse_twin, tell
 
 log = logging.getLogger("sweeper")
@@ -109,7 +111,9 @@ class SweepLoop:
         self.study = open_study(StudySpec(
             self.name, self.sweep_dir, self.storage, make_sampler(self.sampler_name, self.s.seed),
             self.directions, self.objectives, dir_checks.space_signature(self.space.distributions, self.space.fixed),
-            self.s.pruner_spec(), self.n_trials, grid, warm, self.trained_on))
+            planned_pruner(self.s.pruner_spec(), self.budget, self.n_trials, base), self.n_trials, grid, warm,
+            self.trained_on))
+        self.pruner = stored_pruner_spec(self.storage, self.name)  # a resumed study keeps its own
         if self.journal_lock is not None and retry_orphans(self.study):
             log.info("journal storage: trials of a sweeper that died were failed and will be retried")
         self._write_sweep_info()
@@ -119,7 +123,7 @@ class SweepLoop:
             "study": self.name, "storage": redact(self.storage_url), "objective": self.objectives[0],
             "direction": self.directions[0], "second_objective": self.s.second_objective,
             "second_direction": self.directions[1] if len(self.directions) > 1 else None,
-            "repeat": self.s.as_dict()["repeat"], "sampler": self.sampler_name, "pruner": self.s.pruner_spec(),
+            "repeat": self.s.as_dict()["repeat"], "sampler": self.sampler_name, "pruner": self.pruner,
             "n_trials": self.n_trials, "parallel": self.s.parallel, "executor": self.s.executor,
             "trial_subdir": self.layout.subdir,
             "search_space": {k: json.loads(distribution_to_json(v)) for k, v in self.space.distributions.items()},
@@ -202,17 +206,18 @@ class SweepLoop:
                     if isinstance(exit_code, Lost) and retry_lost(self.study, trial, exit_code,
                                                                   self.layout.trial_dir(number)):
                         log.warning("trial %d: %s; retried from its checkpoint", number, exit_code.reason)
-                        refresh(self.sweep_dir, running=set(running), final=False)
+                        self.results.request(set(running))
                         continue
                     best_model.attach_adapter(trial, self.storage, self.sweep_dir, self.layout.trial_dir(number))
                     record_spent(self.study, self.storage, number, read_result(self.layout.trial_dir(number)))
                     result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
                     best_model.after_trial(self.layout.trial_dir(number), result["state"], self.keep_checkpoints)
                     failures += result["state"] == "failed"
-                    refresh(self.sweep_dir, running=set(running), final=False)
+                    self.results.request(set(running))
                     progress.finished(number, result)
         except KeyboardInterrupt:
             executor.cancel_all()
+            self.results.wait()  # the table of what finished, written before the exit
             print(f"\ninterrupted: {len(running)} running trial(s) will be retried; run the same command "
                   "to resume", flush=True)
             raise SystemExit(130)
@@ -222,15 +227,17 @@ class SweepLoop:
 
     def run(self):
         self.setup()
+        self.results = BackgroundRefresh(self.sweep_dir)  # mid-sweep results, off the trials' path
         executor = make_executor(self.config, self.hydra_context, self.task_function, self.s, self.sweep_dir)
         progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize",
                             budget=self.budget)
         log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
-                 self.sampler_name, self.s.pruner_spec()["name"], self.s.parallel, self.sweep_dir)
-        ok = self._drain(executor, progress)
-        if ok and not self._spent() and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds,
-                                                        self.base_seed, minimize=self.directions[0] == "minimize"):
+                 self.sampler_name, self.pruner["name"], self.s.parallel, self.sweep_dir)
+        with self.results:
             ok = self._drain(executor, progress)
+            if ok and not self._spent() and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds,
+                                                            self.base_seed, minimize=self.directions[0] == "minimize"):
+                ok = self._drain(executor, progress)
         table = refresh(self.sweep_dir)
         best_model.after_sweep(self.sweep_dir, table, self.keep_checkpoints)
         if self.merge_best and best_model.exported_path(self.sweep_dir, table):

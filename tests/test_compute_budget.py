@@ -4,7 +4,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import FAST, one_line_exit_2, read_json, run_cli
-from sweeper.compute_budget import parse_budget, used
+from sweeper.compute_budget import parse_budget, plan_first_rung, used
 from sweeper.core.layout import SPENT
 
 
@@ -20,6 +20,32 @@ def test_a_trial_spends_its_wall_time_steps_and_gpu_time():
     assert used({"wall_seconds": 100.0, "steps": 40, "world_size": 4}) == {
         "seconds": 100.0, "steps": 40, "gpu_seconds": 400.0}
     assert used({}) == {"seconds": 0.0, "steps": 0, "gpu_seconds": 0.0}
+
+
+@pytest.mark.parametrize("budget,n_trials,max_steps,eval_interval,first_rung", [
+    ("1440steps", 36, 40, 10, None),      # 36 full trials fit: nothing to plan
+    ("2h", 36, 40, 10, None),             # not a steps budget: its steps per second are not known yet
+    ("10000steps", 100, 400, 25, 25),     # 100 x 100 x 1.75 = 17500 too much; 100 x 25 x 2.5 = 6250 fits
+    ("20000steps", 100, 400, 25, 100),    # 17500 fits: the longest first rung that does
+    ("500steps", 36, 40, 10, 10),         # nothing fits: the shortest rung, and the budget stops the sweep
+    ("500steps", 36, -1, 10, None),       # max_steps -1 (epochs): the steps are not known before the data
+])
+def test_the_first_rung_is_the_longest_that_fits_the_steps_budget(budget, n_trials, max_steps, eval_interval,
+                                                                    first_rung):
+    assert plan_first_rung(parse_budget(budget), n_trials, max_steps, eval_interval) == first_rung
+
+
+@pytest.mark.slow
+def test_a_successive_halving_sweep_plans_its_rungs_within_the_budget(tmp_path):
+    # 4 trials x 6 steps = 24 > 14: the first rung moves from n_warmup_steps 10 (past max_steps: no pruning
+    # at all) to eval_interval 3, so trials worse than the rung's best stop at step 3
+    proc = run_cli(["-m", "lr=1e-4,3e-3,1e-5,1e-2", f"hydra.sweep.dir={tmp_path}",
+                    "hydra.sweeper.pruner=successive_halving", "hydra.sweeper.budget=14steps", *FAST])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_json(tmp_path / "sweep.json")["pruner"]["n_warmup_steps"] == 3
+    assert "first rung at 3 steps (was 10)" in proc.stdout
+    steps = [read_json(d / "result.json")["steps"] for d in sorted((tmp_path / "trials").iterdir())]
+    assert 3 in steps and 6 in steps, steps  # pruned at the planned rung, and one ran to the end
 
 
 @pytest.mark.parametrize("bad", ["2", "two hours", "0steps", "5gpus"])

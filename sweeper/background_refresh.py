@@ -1,0 +1,79 @@
+"""The results (table, best.yaml, HParams, pictures) rebuilt in a thread, off the trials' critical path.
+
+After each trial the loop asks for a refresh and goes straight on to its next trial; the thread
+rebuilds the results from the trial directories (collect.refresh, mid-sweep form). Asks that
+arrive while a refresh runs are merged into one more: only the newest state matters. The final
+refresh stays in the loop, after `close()` has waited for the thread, so the two never overlap.
+
+    with BackgroundRefresh(sweep_dir) as results:
+        ...; results.request(running={3, 4})
+    refresh(sweep_dir)   # the final one
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from sweeper.collect import refresh
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundRefresh:
+    def __init__(self, sweep_dir: str | Path):
+        self.sweep_dir = Path(sweep_dir)
+        self._wanted: set[int] | None = None  # the running trials of the newest ask; None: nothing asked
+        self._busy = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name="lr-sweeper-results", daemon=True)
+
+    def __enter__(self) -> "BackgroundRefresh":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def request(self, running: set[int]) -> None:
+        with self._cond:
+            self._wanted = set(running)
+            self._cond.notify()
+
+    def wait(self) -> None:
+        """Until every ask so far is written (tests, and an interrupted sweep before it exits)."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._thread.is_alive() or (self._wanted is None and not self._busy))
+
+    def close(self) -> None:
+        """Writes what is still asked, then stops the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _work(self) -> None:
+        warm = False
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._wanted is not None or self._closing)
+                if self._wanted is None:
+                    return  # closing, nothing left to write
+                running, self._wanted, self._busy = self._wanted, None, True
+            try:
+                if not warm:  # after the first trial (an in-process one has imported torch by then):
+                    _warm_imports()  # the final refresh finds matplotlib and the writers loaded
+                    warm = True
+                refresh(self.sweep_dir, running=running, final=False)
+            except Exception as err:  # a table that cannot be built now must not stop the sweep
+                log.warning("could not refresh the results in %s: %s", self.sweep_dir, err)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+def _warm_imports() -> None:
+    from sweeper import best_config, best_model, hparams, importance, plots  # noqa: F401
