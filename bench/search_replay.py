@@ -78,8 +78,11 @@ class Run:
     pruned: int
 
 
-def grid_table(sweep: Path) -> dict:
-    """(lr, scheduler, lora) -> Row, from a grid sweep's trial directories."""
+GRID_AXES = ("lr", "scheduler", "lora")
+
+
+def grid_table(sweep: Path, axes: tuple = GRID_AXES) -> dict:
+    """(lr, scheduler, lora) -> Row (or the given axes' values), from a grid sweep's trial directories."""
     table = {}
     for d in SweepLayout.of(sweep).trial_dirs():
         o, r = trial_overrides(d), read_result(d)
@@ -87,26 +90,30 @@ def grid_table(sweep: Path) -> dict:
             continue
         curve = tuple((m["step"], m["eval_loss"]) for m in read_metrics(d)
                       if m.get("eval_loss") is not None and m["step"] > 0 and math.isfinite(m["eval_loss"]))
-        table[(o["lr"], o["scheduler"], o["lora"])] = Row(
+        table[tuple(float(o[a]) if a == "lr" else o[a] for a in axes)] = Row(
             curve, r["state"], r.get("value", r.get("eval_loss")), int(r["steps"]),
             int(r.get("max_steps") or o.get("max_steps") or r["steps"]), float(r["wall_seconds"]),
             float(r.get("train_seconds") or r["wall_seconds"]))
     return table
 
 
-def space_of(table: dict) -> dict:
+def space_of(table: dict, axes: tuple = GRID_AXES) -> dict:
     """The grid's axes as categorical distributions; every point of the grid must be recorded."""
-    axes = [sorted({k[i] for k in table}) for i in range(3)]
-    if len(table) != math.prod(len(a) for a in axes):
-        raise ValueError(f"the recorded grid has {len(table)} of {math.prod(len(a) for a in axes)} configs: "
+    values = [sorted({k[i] for k in table}) for i in range(len(axes))]
+    if len(table) != math.prod(len(a) for a in values):
+        raise ValueError(f"the recorded grid has {len(table)} of {math.prod(len(a) for a in values)} configs: "
                          "a trial left no result")
-    return {name: optuna.distributions.CategoricalDistribution(a) for name, a in zip(("lr", "scheduler", "lora"), axes)}
+    return {name: optuna.distributions.CategoricalDistribution(a) for name, a in zip(axes, values)}
 
 
-def replay(table: dict, method: str, seed: int, target: float, max_asks: int | None = None) -> Run:
-    """Steps and wall spent by `method` until a complete trial's value is <= target."""
+def replay(table: dict, method: str, seed: int, target: float, max_asks: int | None = None,
+           space: dict | None = None, key_of=None, twins: bool = True) -> Run:
+    """Steps and wall spent by `method` until a complete trial's value is <= target. `space` and
+    `key_of` (params -> the table's key) default to the grid's; twins=False charges every draw (a
+    continuous space has no twins: bench/continuous_replay.py)."""
     sampler_name, pruner_name = METHODS[method]
-    space = space_of(table)
+    space = space or space_of(table)
+    key_of = key_of or (lambda params: tuple(params[a] for a in GRID_AXES))
     # named: Optuna's Hyperband assigns a trial's bracket from a hash of the study name and trial number
     study = optuna.create_study(study_name=f"replay-{method}-{seed}", sampler=make_sampler(sampler_name, seed),
                                 pruner=make_pruner(SweepSettings(pruner=pruner_name).pruner_spec()))
@@ -115,8 +122,8 @@ def replay(table: dict, method: str, seed: int, target: float, max_asks: int | N
     steps, wall, pruned = 0, 0.0, 0
     for _ in range(max_asks or 20 * len(table)):
         trial = study.ask(space)
-        key = (trial.params["lr"], trial.params["scheduler"], trial.params["lora"])
-        if key in finished:
+        key = key_of(trial.params)
+        if twins and key in finished:
             state, value = finished[key]
             study.tell(trial, value) if state == TrialState.COMPLETE else study.tell(trial, state=state)
             continue
@@ -134,14 +141,14 @@ def replay(table: dict, method: str, seed: int, target: float, max_asks: int | N
             steps, wall = steps + row.steps, wall + row.wall
             ok = row.state == "complete" and row.value is not None and math.isfinite(row.value)
             finished[key] = (TrialState.COMPLETE, row.value) if ok else (STATES.get(row.state, TrialState.FAIL), None)
-        trained.add(key)
+        trained.add(key if twins else trial.number)
         state, value = finished[key]
         study.tell(trial, value) if state == TrialState.COMPLETE else study.tell(trial, state=state)
         if state == TrialState.FAIL:
             del finished[key]  # a failed config is no twin: drawn again, it runs again
         if state == TrialState.COMPLETE and value <= target:
             return Run(steps, wall, True, len(trained), pruned)
-        if len(finished) == len(table):
+        if twins and len(finished) == len(table):
             break  # every config has finished: the target can no longer be found
     return Run(steps, wall, False, len(trained), pruned)
 
@@ -169,13 +176,13 @@ def summarize(runs: list[Run], total_steps: int, total_wall: float) -> dict:
             "pruned_median": statistics.median(r.pruned for r in runs)}
 
 
-def compare(table: dict, seeds: int, methods=tuple(METHODS)) -> dict:
+def compare(table: dict, seeds: int, methods=tuple(METHODS), **replay_args) -> dict:
     """method -> summary over sampler seeds 0..seeds-1, against the grid's best within 2%."""
     target = min(r.value for r in table.values() if r.state == "complete") * 1.02
     total_steps = sum(r.steps for r in table.values())
     total_wall = sum(r.wall for r in table.values())
-    return {m: summarize([replay(table, m, seed, target) for seed in range(seeds)], total_steps, total_wall)
-            for m in methods}
+    return {m: summarize([replay(table, m, seed, target, **replay_args) for seed in range(seeds)], total_steps,
+                         total_wall) for m in methods}
 
 
 def fmt(x: float) -> str:

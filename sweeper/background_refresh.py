@@ -3,7 +3,8 @@
 After each trial the loop asks for a refresh and goes straight on to its next trial; the thread
 rebuilds the results from the trial directories (collect.refresh, mid-sweep form). Asks that
 arrive while a refresh runs are merged into one more: only the newest state matters. The final
-refresh stays in the loop, after `close()` has waited for the thread, so the two never overlap.
+refresh stays in the loop, after the thread has stopped, so the two never overlap; leaving the
+`with` block normally drops an ask not yet started, which the final refresh would redo.
 
     with BackgroundRefresh(sweep_dir) as results:
         ...; results.request(running={3, 4})
@@ -33,8 +34,10 @@ class BackgroundRefresh:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        # the sweep's final refresh follows a normal exit and rewrites everything: a rebuild still
+        # asked for would be done twice; an error leaving the loop gets the asked one written
+        self.close(flush=exc_type is not None)
 
     def request(self, running: set[int]) -> None:
         with self._cond:
@@ -46,10 +49,12 @@ class BackgroundRefresh:
         with self._cond:
             self._cond.wait_for(lambda: not self._thread.is_alive() or (self._wanted is None and not self._busy))
 
-    def close(self) -> None:
-        """Writes what is still asked, then stops the thread."""
+    def close(self, flush: bool = True) -> None:
+        """Writes what is still asked (flush=False: drops it), then stops the thread."""
         with self._cond:
             self._closing = True
+            if not flush:
+                self._wanted = None
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join()

@@ -1,5 +1,8 @@
 """The mid-sweep results rebuilt in a thread (sweeper/background_refresh.py). No torch."""
+import time
+
 import pandas as pd
+import pytest
 
 from sweeper.background_refresh import BackgroundRefresh
 from test_collect import make_trial, sweep  # noqa: F401  (the fixture)
@@ -18,8 +21,31 @@ def test_an_ask_is_written_without_blocking_and_the_newest_state_wins(sweep):  #
         make_trial(sweep, 7, "complete", 0.5, 1e-2)
         results.request(set())
         results.request({4})  # asked again before the thread got to it: one refresh, the newest ask
-    assert _states(sweep)[7] == "complete"  # close() wrote what was still asked
+        results.close()  # writes what is still asked
+    assert _states(sweep)[7] == "complete"
     assert _states(sweep)[4] == "running"
+
+
+@pytest.mark.parametrize("error,rebuilds", [(None, 1), (KeyboardInterrupt, 2)])
+def test_leaving_normally_drops_an_ask_the_final_refresh_will_redo(tmp_path, monkeypatch, error, rebuilds):
+    import threading
+
+    import sweeper.background_refresh as background
+    release, calls = threading.Event(), []
+
+    def slow_refresh(sweep_dir, running, final):
+        calls.append(set(running))
+        release.wait(10)
+    monkeypatch.setattr(background, "refresh", slow_refresh)
+    monkeypatch.setattr(background, "_warm_imports", lambda: None)
+    results = BackgroundRefresh(tmp_path).__enter__()
+    results.request({1})
+    while not calls:  # the first rebuild is running
+        time.sleep(0.01)
+    results.request({2})  # waits behind it
+    threading.Timer(0.2, release.set).start()
+    results.__exit__(error, error and error(), None)
+    assert calls == [{1}, {2}][:rebuilds]
 
 
 def test_a_refresh_that_fails_leaves_the_thread_serving(sweep, caplog):  # noqa: F811

@@ -1,5 +1,5 @@
-"""`make bench` smoke test: the quick mode runs end to end and reports all eight figures; figure 1's
-replay of search methods on recorded curves; the idle fraction's arithmetic; `make gpu-check` without
+"""`make bench` smoke test: the quick mode runs end to end and reports all nine figures; figure 1's
+replay of search methods on recorded curves, on a grid and on a continuous space; the idle fraction's arithmetic; `make gpu-check` without
 a GPU."""
 import json
 import math
@@ -11,20 +11,21 @@ import pytest
 
 from bench.gpu_check import plan, trial_lines
 from bench.idle_fraction import idle
+from bench.continuous_replay import compare_continuous, continuous_space, nearest_point
 from bench.search_replay import Row, compare, quantile, replay, summarize
 from conftest import ROOT, compose
 
 
 @pytest.mark.slow
-def test_quick_bench_reports_eight_figures_with_targets(tmp_path):
+def test_quick_bench_reports_nine_figures_with_targets(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads((tmp_path / "bench.json").read_text())
-    assert [f["figure"].split(".")[0] for f in figures] == ["1", "2", "3", "4", "5", "6", "7", "8"]
+    assert [f["figure"].split(".")[0] for f in figures] == ["1", "1b", "2", "3", "4", "5", "6", "7", "8"]
     assert all(f["target"] and f["value"] for f in figures)
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n| ") == 9 and table in proc.stdout  # header + eight rows, printed too
+    assert table.count("\n| ") == 10 and table in proc.stdout  # header + nine rows, printed too
 
 
 def curves(values, steps=(12, 24, 36, 40)):
@@ -141,3 +142,29 @@ def test_idle_fractions_from_the_stand_ins_records():
     pool = idle(spans, slots=2)
     assert pool["device_idle"] == batch["device_idle"] and pool["scheduling"] == pytest.approx(0.5 / 12)
     assert pool["handover"] == pytest.approx((3.5 + 0.5) / 2)
+
+
+# a lattice of a continuous space: lr (log) x batch size; the good region is lr 1e-2 at batch 8
+LATTICE = {(lr, "cosine", "r8", batch): curves((v, v - 0.1, v - 0.2, v - 0.3))
+           for (lr, batch), v in {(1e-4, 8): 5.0, (1e-3, 8): 3.0, (1e-2, 8): 1.3, (1e-1, 8): 4.0,
+                                  (1e-4, 16): 5.1, (1e-3, 16): 3.2, (1e-2, 16): 2.0, (1e-1, 16): 4.5}.items()}
+
+
+def test_a_continuous_space_draws_lr_from_the_interval_and_takes_the_nearest_lattice_curve():
+    space = continuous_space(LATTICE)
+    assert space["lr"].log and (space["lr"].low, space["lr"].high) == (1e-4, 1e-1)
+    key_of = nearest_point(LATTICE)
+    params = {"scheduler": "cosine", "lora": "r8", "batch_size": 8}
+    assert key_of({"lr": 3.0e-3, **params})[0] == 1e-3  # log distance: 0.48 decades to 1e-3, 0.52 to 1e-2
+    assert key_of({"lr": 3.3e-3, **params})[0] == 1e-2
+    assert key_of({"lr": 5e-5, **params})[0] == 1e-4  # below the lattice's first lr: its nearest
+
+
+def test_on_a_continuous_space_every_draw_is_charged():
+    summary = compare_continuous(LATTICE, seeds=6)
+    runs = [replay(LATTICE, "random", seed, 1.0 * 1.02, space=continuous_space(LATTICE),
+                   key_of=nearest_point(LATTICE), twins=False, max_asks=16) for seed in range(6)]
+    # no twins: a lattice point drawn again is trained (and charged) again, so draws can outnumber points
+    assert all(r.steps == 40 * r.trials for r in runs)
+    assert max(r.trials for r in runs) > len({k for k in LATTICE})  # some seed needed more draws than points
+    assert summary["random"]["seeds"] == 6
