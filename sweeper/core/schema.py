@@ -9,11 +9,13 @@ micro_batch_size=auto, max_seq_length=auto) are typed Any and checked there.
 """
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 SCHEMA_NAME = "schema"
 
@@ -147,9 +149,14 @@ def register_schema() -> None:
     ConfigStore.instance().store(name=SCHEMA_NAME, node=TrialConfig)
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_node() -> DictConfig:
+    return OmegaConf.structured(TrialConfig)
+
+
 def type_problem(key: str, value: Any) -> str | None:
     """Why `value` cannot go into `key` of the schema (None: it can, or the key is not the schema's)."""
-    node = OmegaConf.structured(TrialConfig)
+    node = copy.deepcopy(_schema_node())  # a copy is ~5x cheaper than building the schema again
     try:
         OmegaConf.update(node, key, value, merge=True)
     except Exception as err:  # OmegaConf's ValidationError and kin; the message's first line says it
