@@ -101,3 +101,34 @@ def test_a_run_that_ended_before_writing_its_result_is_not_trained_further(tmp_p
     # the final evaluation logs to the trial's own tb/, and the process environment is left alone
     assert list((tmp_path / "tb").glob("events.out.tfevents.*")) and not (tmp_path / "runs").exists()
     assert "TENSORBOARD_LOGGING_DIR" not in os.environ
+
+
+@pytest.mark.parametrize("cycle", [False, True])
+def test_a_pruned_trial_frees_its_model_before_train_returns(tmp_path, monkeypatch, cycle):
+    """In-process trials share the sweep's process: a pruned trial's weights must be gone when train()
+    returns, not whenever the collector next runs. Dropping the last names frees them; a model held by
+    a reference cycle (as a hook can make) is collected on the spot."""
+    import weakref
+
+    import trainers.train as train_module
+    refs = []
+    prepare = train_module.prepare
+
+    def watched(cfg):
+        run = prepare(cfg)
+        refs.append(weakref.ref(run.model))
+        if cycle:
+            run.model.__dict__["held_by_itself"] = [run.model]
+        return run
+    monkeypatch.setattr(train_module, "prepare", watched)
+
+    class PruneAtOnce:
+        def report(self, value, step):
+            pass
+
+        def should_prune(self):
+            return True
+
+    result = train_module.train(compose(FAST), tmp_path, reporter=PruneAtOnce())
+    assert result["state"] == "pruned" and result["steps"] < 6
+    assert refs and refs[0]() is None

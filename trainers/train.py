@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+import weakref
 from pathlib import Path
 
 from sweeper.core.layout import FINAL_MODEL
@@ -65,8 +66,9 @@ def train(cfg: dict, trial_dir: str | Path, reporter=None, started: float | None
                        resume, clock, oom_retry)
     if main:
         write_result(trial_dir, result)
+    held = [weakref.ref(o) for o in (trainer, getattr(trainer, "optimizer", None), run.model) if o is not None]
     del trainer, run
-    free_memory()
+    free_memory(held)  # a pruned trial's weights and optimizer state are gone before the next trial starts
     return result.to_dict()
 
 
