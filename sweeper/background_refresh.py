@@ -7,13 +7,14 @@ refresh stays in the loop, after the thread has stopped, so the two never overla
 `with` block normally drops an ask not yet started, which the final refresh would redo.
 
     with BackgroundRefresh(sweep_dir) as results:
-        ...; results.request(running={3, 4})
+        ...; results.request(running)   # the loop's own dict of running trials, read when the table is built
     refresh(sweep_dir)   # the final one
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from sweeper.collect import refresh
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class BackgroundRefresh:
     def __init__(self, sweep_dir: str | Path):
         self.sweep_dir = Path(sweep_dir)
-        self._wanted: set[int] | None = None  # the running trials of the newest ask; None: nothing asked
+        self._wanted: Collection[int] | None = None  # the running trials of the newest ask; None: nothing asked
         self._busy = False
         self._closing = False
         self._cond = threading.Condition()
@@ -39,9 +40,12 @@ class BackgroundRefresh:
         # asked for would be done twice; an error leaving the loop gets the asked one written
         self.close(flush=exc_type is not None)
 
-    def request(self, running: set[int]) -> None:
+    def request(self, running: Collection[int]) -> None:
+        """`running`: the loop's live collection of running trials, not a copy: it is read when the
+        table is built, so a trial submitted since the ask (its directory made, no result.json yet)
+        shows as running, not as killed. (set() of an int-keyed dict runs without releasing the GIL.)"""
         with self._cond:
-            self._wanted = set(running)
+            self._wanted = running
             self._cond.notify()
 
     def wait(self) -> None:
@@ -71,7 +75,7 @@ class BackgroundRefresh:
                 if not warm:  # after the first trial (an in-process one has imported torch by then):
                     _warm_imports()  # the final refresh finds matplotlib and the writers loaded
                     warm = True
-                refresh(self.sweep_dir, running=running, final=False)
+                refresh(self.sweep_dir, running=set(running), final=False)
             except Exception as err:  # a table that cannot be built now must not stop the sweep
                 log.warning("could not refresh the results in %s: %s", self.sweep_dir, err)
             finally:

@@ -10,7 +10,7 @@ counter to race on (the study's own attribute holds the sum, for a reader of the
 When the total reaches the budget no new trial starts; running ones finish.
 
 Rungs within a steps budget: when n_trials full trials would not fit and the pruner is successive
-halving (ASHA) or Hyperband, `plan_first_rung` moves the first rung (min_resource) down, so that the
+halving (ASHA), `plan_first_rung` moves the first rung (min_resource) down, so that the
 budget screens every trial slot briefly and promotes the best (first rung x 4 per rung, Optuna's
 reduction factor), instead of running a few trials to the end. Planned once, when the study is made.
 
@@ -98,20 +98,20 @@ def record(study: optuna.Study, storage, number: int, result: dict | None) -> No
     set_study_marks(storage, study.study_name, {SPENT: total(study)})
 
 
-REDUCTION_FACTOR = 4  # Optuna's SuccessiveHalvingPruner / HyperbandPruner default
-PLANNED_PRUNERS = ("successive_halving", "hyperband")
+REDUCTION_FACTOR = 4  # Optuna's SuccessiveHalvingPruner default
+PLANNED_PRUNERS = ("successive_halving",)  # Hyperband's later brackets prune late or never: not this cost model
 
 
 def plan_first_rung(budget: Budget | None, n_trials: int, max_steps: int | None, eval_interval: int) -> int | None:
     """The first rung (in steps, a multiple of eval_interval) whose expected cost fits a steps budget:
     n_trials x first rung x (1 + rungs above it x 3/4), a rung keeping a quarter of its trials. The
     longest such rung (the fewest promotions to rank on noisy early losses); eval_interval when even
-    that does not fit (the budget then stops the sweep before n_trials). None: no plan needed (not
-    a steps budget, full trials fit, or max_steps unknown)."""
-    if budget is None or budget.kind != "steps" or not max_steps or max_steps < 1 or \
-            n_trials * max_steps <= budget.limit:  # max_steps -1: epochs decide, the steps are not known here
-        return None
+    that does not fit (the budget then stops the sweep before n_trials). None: no plan needed or
+    possible (not a steps budget, full trials fit, max_steps unknown, or no evaluation before the end)."""
     eval_interval = max(1, eval_interval)
+    if budget is None or budget.kind != "steps" or not max_steps or max_steps < 1 or eval_interval >= max_steps \
+            or n_trials * max_steps <= budget.limit:  # max_steps -1: epochs decide, the steps are not known here
+        return None
     rung, promotions = max_steps, 0
     while rung > eval_interval:
         promotions += 1
@@ -122,12 +122,20 @@ def plan_first_rung(budget: Budget | None, n_trials: int, max_steps: int | None,
 
 
 def planned_pruner(spec: dict, budget: Budget | None, n_trials: int, base: dict) -> dict:
-    """The pruner settings with the first rung planned within a steps budget (see plan_first_rung)."""
+    """The pruner settings with the first rung moved down within a steps budget (see plan_first_rung);
+    never up: n_warmup_steps, when already lower, screens more cheaply than the plan needs."""
     if spec["name"] not in PLANNED_PRUNERS:
         return spec
     rung = plan_first_rung(budget, n_trials, base.get("max_steps"), int(base.get("eval_interval") or 1))
-    if rung is None:
+    if rung is None or rung >= spec["n_warmup_steps"]:
         return spec
-    print(f"budget {budget.text} for {n_trials} trials of {base.get('max_steps')} steps: {spec['name']}'s first "
-          f"rung at {rung} steps (was {spec['n_warmup_steps']}), x{REDUCTION_FACTOR} per rung", flush=True)
-    return {**spec, "n_warmup_steps": rung}
+    return {**spec, "n_warmup_steps": rung, "planned_for": budget.text}
+
+
+def announce_plan(spec: dict, n_trials: int, max_steps) -> None:
+    """Says so when the study's first rung was planned within the budget (at its creation: a resumed
+    study keeps its plan, and this repeats it)."""
+    if spec.get("planned_for"):
+        print(f"budget {spec['planned_for']} for {n_trials} trials of {max_steps} steps: {spec['name']}'s first "
+              f"rung at {spec['n_warmup_steps']} steps (planned within the budget), x{REDUCTION_FACTOR} per rung",
+              flush=True)

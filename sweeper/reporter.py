@@ -18,7 +18,7 @@ import optuna
 
 from sweeper.core import trial_env
 from sweeper.core.layout import STORAGE_ENV
-from sweeper.study import default_storage_url, load_pruner, make_storage
+from sweeper.study import default_storage_url, is_journal, load_pruner, make_storage
 
 
 _storages: dict[tuple, object] = {}
@@ -26,14 +26,14 @@ _storages: dict[tuple, object] = {}
 
 def shared_storage(url: str):
     """One storage per URL in this process: in-process trials of a sweep reuse its connection pool
-    instead of opening the database again for every trial. A sqlite file is keyed by its inode too,
-    so a database deleted and created again at the same path is opened afresh."""
-    key: tuple = (url,)
-    if url.startswith("sqlite:///"):
-        try:
-            key = (url, os.stat(url.removeprefix("sqlite:///")).st_ino)
-        except OSError:
-            key = (url, None)
+    instead of opening the database again for every trial. A sqlite or journal file is keyed by its
+    inode too, so a database deleted and created again at the same path is opened afresh."""
+    path = url.removeprefix("sqlite:///").split("?")[0] if url.startswith("sqlite:///") else \
+        url.removeprefix("journal:") if is_journal(url) else None
+    try:
+        key: tuple = (url, os.stat(path).st_ino if path else None)
+    except OSError:
+        key = (url, None)
     if key not in _storages:
         _storages[key] = make_storage(url)
     return _storages[key]

@@ -4,8 +4,7 @@
              (preflight); the study opened with its budget (budget.py)
     drain    ask -> executor.submit -> executor.poll -> tell, until no budget is left
     repeats  seed repeats of the best configs, drained the same way
-    results  the table, curves, HParams and best.yaml (collect.py): rebuilt in a thread while
-             trials run (background_refresh.py), and once more at the end
+    results  table, curves, HParams, best.yaml (collect.py); mid-sweep in a thread (background_refresh.py)
 
 A trial whose process died stops sending heartbeats; Optuna fails it and
 enqueues a retry, which resumes from the dead trial's checkpoint (retries.py). A trial
@@ -31,7 +30,7 @@ from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.background_refresh import BackgroundRefresh
 from sweeper.collect import refresh
-from sweeper.compute_budget import parse_budget, planned_pruner, record as record_spent
+from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner, record as record_spent
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import read_result, write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
@@ -114,6 +113,7 @@ class SweepLoop:
             planned_pruner(self.s.pruner_spec(), self.budget, self.n_trials, base), self.n_trials, grid, warm,
             self.trained_on))
         self.pruner = stored_pruner_spec(self.storage, self.name)  # a resumed study keeps its own
+        announce_plan(self.pruner, self.n_trials, base.get("max_steps"))
         if self.journal_lock is not None and retry_orphans(self.study):
             log.info("journal storage: trials of a sweeper that died were failed and will be retried")
         self._write_sweep_info()
@@ -206,14 +206,14 @@ class SweepLoop:
                     if isinstance(exit_code, Lost) and retry_lost(self.study, trial, exit_code,
                                                                   self.layout.trial_dir(number)):
                         log.warning("trial %d: %s; retried from its checkpoint", number, exit_code.reason)
-                        self.results.request(set(running))
+                        self.results.request(running)
                         continue
                     best_model.attach_adapter(trial, self.storage, self.sweep_dir, self.layout.trial_dir(number))
                     record_spent(self.study, self.storage, number, read_result(self.layout.trial_dir(number)))
                     result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
                     best_model.after_trial(self.layout.trial_dir(number), result["state"], self.keep_checkpoints)
                     failures += result["state"] == "failed"
-                    self.results.request(set(running))
+                    self.results.request(running)
                     progress.finished(number, result)
         except KeyboardInterrupt:
             executor.cancel_all()

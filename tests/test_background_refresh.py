@@ -64,3 +64,14 @@ def test_close_with_nothing_asked_writes_nothing(tmp_path):
     with BackgroundRefresh(tmp_path):
         pass
     assert not list(tmp_path.iterdir())
+
+
+def test_a_trial_submitted_after_the_ask_shows_as_running_not_killed(sweep):  # noqa: F811
+    running = {}  # the loop's own dict, handed over live
+    results = BackgroundRefresh(sweep)
+    results.request(running)  # asked while the thread cannot get to it yet (as when it is busy)
+    make_trial(sweep, 7, None, None, 1e-2, write_result=False)  # the next trial is submitted: its dir, no result
+    running[7] = "launched"
+    with results:
+        results.wait()
+    assert _states(sweep)[7] == "running"

@@ -4,8 +4,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import FAST, one_line_exit_2, read_json, run_cli
-from sweeper.compute_budget import parse_budget, plan_first_rung, used
+from sweeper.compute_budget import parse_budget, plan_first_rung, planned_pruner, used
 from sweeper.core.layout import SPENT
+from sweeper.settings import SweepSettings
 
 
 @pytest.mark.parametrize("text,kind,limit", [("2h", "seconds", 7200), ("90m", "seconds", 5400),
@@ -29,10 +30,22 @@ def test_a_trial_spends_its_wall_time_steps_and_gpu_time():
     ("20000steps", 100, 400, 25, 100),    # 17500 fits: the longest first rung that does
     ("500steps", 36, 40, 10, 10),         # nothing fits: the shortest rung, and the budget stops the sweep
     ("500steps", 36, -1, 10, None),       # max_steps -1 (epochs): the steps are not known before the data
+    ("50steps", 20, 5, 10, None),         # no evaluation before the last step: nothing to prune on
 ])
 def test_the_first_rung_is_the_longest_that_fits_the_steps_budget(budget, n_trials, max_steps, eval_interval,
                                                                     first_rung):
     assert plan_first_rung(parse_budget(budget), n_trials, max_steps, eval_interval) == first_rung
+
+
+def test_the_plan_only_moves_the_first_rung_down_and_only_for_successive_halving():
+    spec = SweepSettings(pruner="successive_halving", n_warmup_steps=200).pruner_spec()
+    base = {"max_steps": 400, "eval_interval": 25}
+    assert planned_pruner(spec, parse_budget("10000steps"), 100, base)["n_warmup_steps"] == 25
+    assert planned_pruner(spec, parse_budget("20000steps"), 100, base)["n_warmup_steps"] == 100
+    low = SweepSettings(pruner="successive_halving", n_warmup_steps=10).pruner_spec()
+    assert planned_pruner(low, parse_budget("20000steps"), 100, base) == low  # 10 already screens more cheaply
+    hyperband = SweepSettings(pruner="hyperband").pruner_spec()
+    assert planned_pruner(hyperband, parse_budget("10000steps"), 100, base) == hyperband
 
 
 @pytest.mark.slow
@@ -43,7 +56,7 @@ def test_a_successive_halving_sweep_plans_its_rungs_within_the_budget(tmp_path):
                     "hydra.sweeper.pruner=successive_halving", "hydra.sweeper.budget=14steps", *FAST])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_json(tmp_path / "sweep.json")["pruner"]["n_warmup_steps"] == 3
-    assert "first rung at 3 steps (was 10)" in proc.stdout
+    assert "successive_halving's first rung at 3 steps (planned within the budget)" in proc.stdout
     steps = [read_json(d / "result.json")["steps"] for d in sorted((tmp_path / "trials").iterdir())]
     assert 3 in steps and 6 in steps, steps  # pruned at the planned rung, and one ran to the end
 

@@ -24,10 +24,12 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 def free_memory(held: list | None = None) -> None:
     """Frees what a run left behind. `held`: weak references to its heavy objects (trainer, optimizer,
-    model). When reference counting already freed every one, the full collection is skipped: it costs
-    ~50 ms in a sweep's long-lived process, between every two in-process trials. One kept alive by a
-    reference cycle (a hook, an exception's traceback) gets the collection."""
-    if held is None or any(ref() is not None for ref in held):
+    model). On a CPU, when reference counting already freed every one, the full collection is skipped:
+    it costs ~50 ms in a sweep's long-lived process, between every two in-process trials. One kept alive
+    by a reference cycle (a hook, an exception's traceback) gets the collection. On a GPU it always runs:
+    a cycle deeper in the model (bitsandbytes' 4-bit weights point back at their module) would keep
+    memory the next trial's load and batch-size probe need."""
+    if held is None or torch.cuda.is_available() or any(ref() is not None for ref in held):
         gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -145,21 +145,28 @@ class SweepTrainer(Trainer):
 
     def train(self, *args, **kwargs):
         """The Trainer's train(), with model.zero_grad() after every optimizer step walking the trainable
-        parameters only: the stock call recurses through every module (all but LoRA's frozen)."""
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.model.zero_grad = partial(_zero_grads, self.trainable)  # an instance attribute, as in training_step
+        parameters only: the stock call recurses through every module (all but LoRA's frozen). Only where
+        the model keeps its parameters (one device, DDP); FSDP and DeepSpeed replace or shard them."""
+        model = self.model  # FSDP would rebind self.model to its wrapper during train()
+        self.trainable = [p for p in model.parameters() if p.requires_grad] if self._plain() else None
+        if self.trainable:
+            model.zero_grad = partial(_zero_grads, self.trainable)  # an instance attribute, as in training_step
         try:
             return super().train(*args, **kwargs)
         finally:
-            del self.model.zero_grad
+            if self.trainable:
+                del model.zero_grad
+            self.trainable = None
+
+    def _plain(self) -> bool:
+        return not self.args.fp16 and self.accelerator.distributed_type.name in ("NO", "MULTI_GPU", "MULTI_CPU")
 
     def _clip_grad_norm(self, model):
-        """The Trainer's clipping (through accelerate, which unscales fp16 and knows FSDP), handed the
-        trainable parameters instead of all of them: the same norm, a short list to walk every step.
-        (A private hook: tests/test_hf_private_apis.py pins its signature.)"""
-        if not self.trainable or self.args.fp16 or \
-                self.accelerator.distributed_type.name not in ("NO", "MULTI_GPU", "MULTI_CPU"):
-            return super()._clip_grad_norm(model)  # sagemaker, DeepSpeed, FSDP, meshes: the Trainer's own way
+        """The Trainer's clipping (through accelerate), handed the trainable parameters instead of all of
+        them: the same norm (accelerate skips parameters without a gradient), a short list to walk every
+        step. (A private hook: tests/test_hf_private_apis.py pins its signature.)"""
+        if not self.trainable:
+            return super()._clip_grad_norm(model)  # fp16, DeepSpeed, FSDP, meshes: the Trainer's own way
         return self.accelerator.clip_grad_norm_(self.trainable, self.args.max_grad_norm)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
