@@ -4,7 +4,7 @@ The space is what a user would type: lr log-uniform over four decades x schedule
 batch size. The dense reference sweep trains a lattice of it (LRS: lrs a third of a decade apart,
 times every value of the other axes). Each method's trials draw lr from the continuous interval,
 as a live sweep does, and get the recorded curve of the lattice point nearest in log lr (at most a
-sixth of a decade away) as their own. On a continuous space no two draws are the same config (a live
+sixth of a decade away on the full lattice; `--quick` keeps two lrs a decade apart) as their own. On a continuous space no two draws are the same config (a live
 sweep trains both), so every draw is charged its steps. The target is the dense sweep's best within
 2%; the fraction is of the dense sweep's steps. A method that has not found it after twice the
 lattice's number of draws did not find it.

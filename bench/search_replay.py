@@ -74,7 +74,7 @@ class Run:
     steps: int
     wall: float
     found: bool
-    trials: int  # distinct configs trained (a config drawn again is not trained again)
+    trials: int  # configs trained: distinct ones on a grid (a twin is not trained again), every draw on a continuous space
     pruned: int
 
 
