@@ -18,7 +18,7 @@ import optuna
 
 from sweeper.core import trial_env
 from sweeper.core.layout import STORAGE_ENV
-from sweeper.study import default_storage_url, is_journal, load_pruner, make_storage
+from sweeper.study import default_storage_url, load_pruner, make_storage, storage_file
 
 
 _storages: dict[tuple, object] = {}
@@ -28,8 +28,7 @@ def shared_storage(url: str):
     """One storage per URL in this process: in-process trials of a sweep reuse its connection pool
     instead of opening the database again for every trial. A sqlite or journal file is keyed by its
     inode too, so a database deleted and created again at the same path is opened afresh."""
-    path = url.removeprefix("sqlite:///").split("?")[0] if url.startswith("sqlite:///") else \
-        url.removeprefix("journal:") if is_journal(url) else None
+    path = storage_file(url)
     try:
         key: tuple = (url, os.stat(path).st_ino if path else None)
     except OSError:

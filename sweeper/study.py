@@ -58,7 +58,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
                 raise ConfigError("hydra.sweeper.storage", f"cannot open {redact(url)}: {redact(msg)}") from None
     if is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
-        path = url.removeprefix("journal:")
+        path = storage_file(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             _check_journal(Path(path))
@@ -91,13 +91,20 @@ def is_journal(url: str) -> bool:
     return url.endswith((".log", ".journal", ".jsonl")) or url.startswith("journal:")
 
 
+def storage_file(url: str) -> str | None:
+    """The local file a sqlite URL or a journal names (None for a server's URL)."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///").split("?")[0]
+    return url.removeprefix("journal:") if is_journal(url) else None
+
+
 def lock_journal(url: str):
     """Optuna has no heartbeat for journal storage, so a killed worker's RUNNING trials could never
     be told from a live worker's: one sweeper at a time holds the journal (an flock, released when
     its process dies, kill -9 included). Returns the open lock file; keep it for the sweep's life."""
     import fcntl
 
-    lock_path = url.removeprefix("journal:") + ".sweeper.lock"
+    lock_path = storage_file(url) + ".sweeper.lock"
     handle = open(lock_path, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,9 +21,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import REPEAT_OF, TRAINED_ON, WARM_FROM, read_sweep_info
+from sweeper.core.layout import REPEAT_OF, TRAINED_ON, read_sweep_info
 from sweeper.redact import redact
-from sweeper.study import is_journal, make_storage, study_marks
+from sweeper.study import make_storage, storage_file, study_marks
 
 log = logging.getLogger("sweeper")
 KEY = "hydra.sweeper.warm_start"
@@ -62,8 +62,7 @@ def locate(source: str, own_storage: str) -> tuple[str, str, dict]:
 
 def load(url: str, name: str) -> tuple[optuna.Study, object]:
     """The earlier study, read only: a storage that is not there is an error, never created."""
-    local = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else \
-        url.removeprefix("journal:") if is_journal(url) else None
+    local = storage_file(url)
     if local is not None and not Path(local).is_file():
         raise ConfigError(KEY, f"{redact(url)}: no study storage there; {ACCEPTED}")
     try:
