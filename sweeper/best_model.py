@@ -14,6 +14,7 @@ all, or none (the final adapters stay). No torch here: files are copied.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -47,11 +48,18 @@ def export(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
     if out is None:
         return None
     source = SweepLayout.of(sweep_dir).trial_dir(winner(table)) / FINAL_MODEL
-    staging = out.with_name(f".{out.name}.new")
+    # a name of this process's own: sweepers sharing a study finish at once and export together
+    staging = out.with_name(f".{out.name}.new-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    for _ in range(3):
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            staging.rename(out)
+            return out
+        except OSError:  # another sweeper's copy landed between the two: replace it again
+            continue
+    shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

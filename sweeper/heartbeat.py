@@ -3,7 +3,10 @@
 Optuna beats only inside study.optimize; an ask-and-tell sweeper beats itself:
 record_heartbeat every heartbeat_interval seconds until the trial is told. A
 trial whose sweeper died goes stale, and fail_stale_trials (with the storage's
-RetryHeartbeatStaleTrialCallback) fails and retries it.
+RetryHeartbeatStaleTrialCallback) fails and retries it. Optuna never calls a RUNNING
+trial without a heartbeat stale: StaleTrials gives one found so a first beat (a
+sweeper killed between its ask and that trial's first beat left it), so it goes
+stale from then on instead of keeping every later sweeper waiting for it.
 
     beat = Heartbeat(storage, study.study_name, trial.number).start()
     ...run the trial, tell the study...
@@ -14,6 +17,8 @@ from __future__ import annotations
 import threading
 
 import optuna
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
 
 
 def heartbeat_interval(storage) -> int | None:
@@ -33,17 +38,34 @@ class Heartbeat:
 
     def start(self) -> "Heartbeat":
         if self.interval:
+            self.storage.record_heartbeat(self.trial_id)  # before the trial starts, not when the thread runs
             self.thread = threading.Thread(target=self._beat, daemon=True, name="lr-sweeper-heartbeat")
             self.thread.start()
         return self
 
     def _beat(self) -> None:
-        while True:
+        while not self.stopped.wait(self.interval):
             self.storage.record_heartbeat(self.trial_id)
-            if self.stopped.wait(self.interval):
-                return
 
     def stop(self) -> None:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
+
+
+class StaleTrials:
+    """Fails and retries the trials of sweepers that died (the storage's heartbeat machinery)."""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage):
+        self.study, self.storage = study, storage
+        self.seen: set[int] = set()  # RUNNING trials given their one beat
+
+    def check(self) -> None:
+        fail_stale_trials(self.study)
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in self.seen:
+                # one beat: a live trial's own beats go on; a dead one's stop here and go stale
+                self.seen.add(trial.number)
+                study_id = self.storage.get_study_id_from_name(self.study.study_name)
+                self.storage.record_heartbeat(self.storage.get_trial_id_from_study_id_trial_number(
+                    study_id, trial.number))

@@ -34,21 +34,30 @@ def default_storage_url(sweep_dir: str | Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
 
 
+def grace_period(heartbeat_interval: int) -> int:
+    """How late a beat may be before its trial is failed and retried. Optuna's 2 x interval is 2 s at
+    a 1 s interval: sqlite's clock counts whole seconds and a beat can wait on another writer's lock,
+    so under load a live trial went stale; a few seconds more cost a dead one's retry little."""
+    return max(2 * int(heartbeat_interval), int(heartbeat_interval) + 5)
+
+
 def make_storage(url: str, heartbeat_interval: int | None = None):
     """An Optuna storage; RDB storages get heartbeats and retry of crashed trials."""
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         kwargs = {}
         if url.startswith("sqlite:"):
             Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+            # pysqlite's own BEGIN (None: none) comes only before a write: see _serialized
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
         else:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
         if heartbeat_interval:
-            kwargs.update(heartbeat_interval=int(heartbeat_interval),
+            kwargs.update(heartbeat_interval=int(heartbeat_interval), grace_period=grace_period(heartbeat_interval),
                           heartbeat_stale_trial_callback=retry_callback())
         for attempt in range(5):
             try:
-                return RDBStorage(url, **kwargs)
+                storage = RDBStorage(url, **kwargs)
+                return _serialized(storage) if url.startswith("sqlite:") else storage
             except Exception as err:  # sqlalchemy/psycopg errors: one line, password hidden
                 msg = " ".join(str(err).split())[:300]
                 # two sweepers creating the same new database race on its schema: the loser retries
@@ -70,6 +79,17 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
     raise ConfigError("hydra.sweeper.storage", f"{redact(url)!r} is not accepted; accepted: null (sqlite file in "
                       "the sweep dir), sqlite:///PATH, postgresql://USER:PASS@HOST/DB, mysql://..., "
                       "or a journal file path ending in .log")
+
+
+def _serialized(storage: RDBStorage) -> RDBStorage:
+    """Each transaction on a sqlite study starts with BEGIN IMMEDIATE (SQLAlchemy's recipe for
+    pysqlite). pysqlite begins a transaction only at the first write, so Optuna's read-then-write
+    steps were not atomic: two sweepers both read a WAITING trial, both set it RUNNING and both
+    ran it. Now the second waits for the first's commit (the busy timeout) and sees it RUNNING."""
+    from sqlalchemy import event
+
+    event.listen(storage.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return storage
 
 
 def _check_journal(path: Path) -> None:

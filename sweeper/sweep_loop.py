@@ -21,7 +21,6 @@ from pathlib import Path
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import distribution_to_json
-from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import search_space as ss
@@ -30,9 +29,9 @@ from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.background_refresh import BackgroundRefresh
 from sweeper.collect import refresh
-from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner, record as record_spent
+from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
-from sweeper.core.record import read_result, write_json_atomic
+from sweeper.core.record import write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
 from sweeper.executors import Executor, TrialLaunch, make_executor
 from sweeper.executors.commands import check_local_devices
@@ -42,10 +41,10 @@ from sweeper.redact import redact, redact_hydra_config
 from sweeper.retries import Lost, resume_from, retry_lost
 from sweeper.sampling import make_sampler, sampler_name
 from sweeper.settings import SweepSettings
-from sweeper.heartbeat import Heartbeat, heartbeat_interval
+from sweeper.heartbeat import Heartbeat, StaleTrials, heartbeat_interval
 from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
                            stored_pruner_spec, tell_outcome)
-from sweeper.tell import reuse_twin, tell
+from sweeper.tell import record_finished, reuse_twin
 
 log = logging.getLogger("sweeper")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -172,11 +171,11 @@ class SweepLoop:
     def _drain(self, executor: Executor, progress: Progress) -> bool:
         """Runs trials until no slot is left. False when the failure budget stopped it."""
         running: dict[int, tuple[optuna.Trial, object]] = {}
-        failures = 0
+        failures, stale = 0, StaleTrials(self.study, self.storage)
         try:
             while True:
                 if heartbeat_interval(self.storage):
-                    fail_stale_trials(self.study)
+                    stale.check()
                 while len(running) < self.s.parallel and failures < self.s.max_failures and not self._spent():
                     asked = self._ask()
                     if asked is None:
@@ -203,15 +202,16 @@ class SweepLoop:
                 for number, exit_code in executor.poll().items():
                     trial, beat = running.pop(number)
                     beat.stop()
-                    if isinstance(exit_code, Lost) and retry_lost(self.study, trial, exit_code,
-                                                                  self.layout.trial_dir(number)):
+                    trial_dir = self.layout.trial_dir(number)
+                    if isinstance(exit_code, Lost) and retry_lost(self.study, trial, exit_code, trial_dir):
                         log.warning("trial %d: %s; retried from its checkpoint", number, exit_code.reason)
                         self.results.request(running)
                         continue
-                    best_model.attach_adapter(trial, self.storage, self.sweep_dir, self.layout.trial_dir(number))
-                    record_spent(self.study, self.storage, number, read_result(self.layout.trial_dir(number)))
-                    result = tell(self.study, trial, self.layout.trial_dir(number), exit_code, self.objectives)
-                    best_model.after_trial(self.layout.trial_dir(number), result["state"], self.keep_checkpoints)
+                    result = record_finished(self.study, self.storage, trial, trial_dir, exit_code,
+                                             self.objectives, self.sweep_dir)
+                    if result is None:
+                        continue
+                    best_model.after_trial(trial_dir, result["state"], self.keep_checkpoints)
                     failures += result["state"] == "failed"
                     self.results.request(running)
                     progress.finished(number, result)

@@ -1,21 +1,39 @@
 """Telling the study how a trial ended, from the trial's result.json (or its absence)."""
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from sweeper import best_model
 from sweeper import sweep_dir as dir_checks
+from sweeper.compute_budget import record as record_spent
 from sweeper.core.layout import DUPLICATE_OF, REPEAT_OF
 from sweeper.core.record import read_result
 from sweeper.sampling import finished_twin
 from sweeper.study import set_trial_marks, tell_outcome
 
+log = logging.getLogger("sweeper")
 _STUDY_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
                 "diverged": TrialState.PRUNED,  # TPE learns from it as a bad trial
                 "failed": TrialState.FAIL}
+
+
+def record_finished(study: optuna.Study, storage, trial: optuna.Trial, trial_dir: Path, exit_code: int | None,
+                    objectives: list[str], sweep_dir: Path) -> dict | None:
+    """A finished trial into the study: its adapter (an artifact), its compute, its state and value(s).
+    None when another sweeper failed it as stale meanwhile (its beats came late): its retry runs it."""
+    try:
+        best_model.attach_adapter(trial, storage, sweep_dir, trial_dir)
+        record_spent(study, storage, trial.number, read_result(trial_dir))
+        return tell(study, trial, trial_dir, exit_code, objectives)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was failed as stale by another sweeper while it ran; its retry runs it again",
+                    trial.number)
+        return None
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, trial_dir: Path, exit_code: int | None,
