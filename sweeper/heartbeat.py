@@ -4,9 +4,9 @@ Optuna beats only inside study.optimize; an ask-and-tell sweeper beats itself:
 record_heartbeat every heartbeat_interval seconds until the trial is told. A
 trial whose sweeper died goes stale, and fail_stale_trials (with the storage's
 RetryHeartbeatStaleTrialCallback) fails and retries it. Optuna never calls a RUNNING
-trial without a heartbeat stale: StaleTrials gives one found so a first beat (a
-sweeper killed between its ask and that trial's first beat left it), so it goes
-stale from then on instead of keeping every later sweeper waiting for it.
+trial without a heartbeat stale (a sweeper killed between its ask and the trial's
+first beat leaves one): StaleTrials gives such a trial one beat when it first sees
+it, so it goes stale from then on instead of keeping every later sweeper waiting.
 
     beat = Heartbeat(storage, study.study_name, trial.number).start()
     ...run the trial, tell the study...
