@@ -23,7 +23,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from sweeper.core.layout import BEST_MODEL, CHECKPOINT_GLOBS, FINAL_MODEL, SweepLayout
+from sweeper.core.layout import BEST_MODEL, CHECKPOINT_GLOBS, FINAL_MODEL, REBUILDABLE_GLOBS, SweepLayout
 
 log = logging.getLogger("sweeper")
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -96,13 +96,18 @@ def after_trial(trial_dir: Path, state: str, keep: str) -> None:
 
 
 def after_sweep(sweep_dir: Path, table: pd.DataFrame, keep: str) -> None:
-    """keep=best keeps the winner's checkpoints only; keep=none keeps none (final/ stays)."""
+    """keep=best keeps the winner's checkpoints only; keep=none keeps none (final/ stays). Either way the
+    other complete trials' merged models go (their adapters stay): the winner's is in best/."""
     if keep == "all":
         return
     best, layout = winner(table), SweepLayout.of(sweep_dir)
     for row in table.itertuples():
         if row.state == "complete" and (keep == "none" or int(row.trial) != best):
             drop_checkpoints(layout.trial_dir(int(row.trial)))
+        if row.state == "complete" and int(row.trial) != best:
+            for pattern in REBUILDABLE_GLOBS:
+                for merged in layout.trial_dir(int(row.trial)).glob(pattern):
+                    merged.unlink(missing_ok=True)
 
 
 def _mkdir(path: Path) -> Path:

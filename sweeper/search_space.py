@@ -42,8 +42,9 @@ class SearchSpace:
 
     @property
     def is_grid(self) -> bool:
-        return bool(self.distributions) and all(
-            isinstance(d, CategoricalDistribution) or n in self.ranges for n, d in self.distributions.items())
+        """Every swept value is a list; nothing swept is a grid of one point (a single run, not n_trials
+        draws of the same config)."""
+        return all(isinstance(d, CategoricalDistribution) or n in self.ranges for n, d in self.distributions.items())
 
     def grid(self) -> list[dict]:
         names = sorted(self.distributions)

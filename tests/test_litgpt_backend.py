@@ -149,6 +149,13 @@ def test_a_tpe_median_sweep_of_litgpt_trials_prunes_live_and_its_bests_rerun(lit
     assert all(results[n]["truncation"]["max_seq_length"] == 128 for n in complete)
 
     best = json.loads((sweep / "best.json").read_text())
+    # LitGPT merges every trial's adapter into a copy of the model: only the winner's stays (and in best/)
+    assert len(complete) >= 2  # the median pruner's two start-up trials run to the end
+    for n in complete:
+        final = sweep / "trials" / str(n) / "final"
+        assert (final / "lit_model.pth.lora").is_file()
+        assert (final / "lit_model.pth").is_file() == (n == best["trial"])
+    assert (sweep / "best" / "lit_model.pth").is_file() and (sweep / "best" / "lit_model.pth.lora").is_file()
     rerun = tmp_path / "rerun"  # best.yaml re-runs through the sweeper
     proc = run_cli(["--config-dir", str(sweep), "--config-name", "best", f"hydra.run.dir={rerun}"],
                    python=litgpt_python)

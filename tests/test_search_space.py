@@ -18,6 +18,12 @@ def test_comma_lists_form_a_grid_and_fixed_values_pass_through():
     assert space.overrides({"lr": 1e-5, "lora.r": 8}) == ["scheduler=cosine", "lora.r=8", "lr=1e-05"]
 
 
+def test_nothing_swept_is_a_grid_of_one_point():
+    space = parse(["lr=3e-3", "scheduler=cosine"])
+    assert space.is_grid and space.grid() == [{}]
+    assert space.overrides({}) == ["lr=3e-3", "scheduler=cosine"]
+
+
 def test_intervals_and_choices():
     space = parse(["lr=tag(log,interval(1e-5,1e-2))", "lora.r=choice(8,16,32)", "batch_size=range(8,17,8)"])
     assert not space.is_grid

@@ -61,6 +61,15 @@ def test_pruning_stops_bad_trials_early_and_saves_steps(tmp_path):
     assert not list(pruned_dir.glob("checkpoint-*")), "keep_checkpoints=best: a pruned trial's checkpoints go"
 
 
+def test_nothing_swept_is_one_run_not_n_trials_draws_of_one_config(tmp_path):
+    sweep = tmp_path / "one"
+    proc = run_cli(["-m", "lr=3e-3", f"hydra.sweep.dir={sweep}", "sweep.name=one", *FAST])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, study = told(sweep, "one")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert "1 trials, sampler grid" in proc.stdout + proc.stderr
+
+
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()

@@ -28,6 +28,7 @@ from sweeper.core.layout import FINAL_MODEL, NATIVE_CONFIG_SUFFIX
 from sweeper.core.record import METRICS_FILE, FileTail
 from sweeper.core.rules import derive
 from trainers.data import IGNORE, build_datasets
+from trainers.hf_checks import has_cuda_gpu
 from trainers.light_tokenizer import LightTokenizer
 from trainers.litgpt_config import litgpt_config
 from trainers.process_trial import ChildTrial, run_child
@@ -84,6 +85,8 @@ def _clear_earlier_run(trial_dir: Path) -> str:
 def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
+    if not has_cuda_gpu():  # the trial's own process need not import torch (~1 s) to learn that
+        return "32-true"
     import torch
 
     if torch.cuda.is_available():
