@@ -4,7 +4,9 @@ After each trial the loop asks for a refresh and goes straight on to its next tr
 rebuilds the results from the trial directories (collect.refresh, mid-sweep form). Asks that
 arrive while a refresh runs are merged into one more: only the newest state matters. The final
 refresh stays in the loop, after the thread has stopped, so the two never overlap; leaving the
-`with` block normally drops an ask not yet started, which the final refresh would redo.
+`with` block normally drops an ask not yet started, which the final refresh would redo. A rebuild
+starts half a second after its ask, so the ask after the last trial is dropped, not run just
+before the final refresh.
 
     with BackgroundRefresh(sweep_dir) as results:
         ...; results.request(running)   # the loop's own dict of running trials, read when the table is built
@@ -20,6 +22,7 @@ from pathlib import Path
 from sweeper.collect import refresh
 
 log = logging.getLogger(__name__)
+SETTLE_SECONDS = 0.5
 
 
 class BackgroundRefresh:
@@ -68,6 +71,9 @@ class BackgroundRefresh:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._wanted is not None or self._closing)
+                # a moment for the loop to say it is ending (after its last trial it closes within
+                # milliseconds): the final refresh redoes this one, which would only delay it
+                self._cond.wait_for(lambda: self._closing, timeout=SETTLE_SECONDS)
                 if self._wanted is None:
                     return  # closing, nothing left to write
                 running, self._wanted, self._busy = self._wanted, None, True

@@ -48,6 +48,17 @@ def test_leaving_normally_drops_an_ask_the_final_refresh_will_redo(tmp_path, mon
     assert calls == [{1}, {2}][:rebuilds]
 
 
+def test_the_ask_after_the_last_trial_is_left_to_the_final_refresh(tmp_path, monkeypatch):
+    import sweeper.background_refresh as background
+    calls = []
+    monkeypatch.setattr(background, "refresh", lambda sweep_dir, running, final: calls.append(set(running)))
+    monkeypatch.setattr(background, "_warm_imports", lambda: None)
+    with BackgroundRefresh(tmp_path) as results:
+        results.request({1})
+        time.sleep(0.05)  # the loop's own steps after a trial: progress, stale check, no trial left
+    assert calls == []  # not rebuilt just before the final refresh
+
+
 def test_a_refresh_that_fails_leaves_the_thread_serving(sweep, caplog):  # noqa: F811
     (sweep / "summary.csv").mkdir()  # the table cannot be written over a directory
     with BackgroundRefresh(sweep) as results:
