@@ -14,19 +14,20 @@ all, or none (the final adapters stay). No torch here: files are copied.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import optuna
 import pandas as pd
 
-from sweeper.core.layout import BEST_MODEL, CHECKPOINT_GLOBS, FINAL_MODEL, REBUILDABLE_GLOBS, SweepLayout
+from sweeper.core.layout import BEST_MODEL, CHECKPOINT_GLOBS, FINAL_MODEL, REBUILDABLE, SweepLayout
 
 log = logging.getLogger("sweeper")
 ADAPTER_FILE = "adapter_model.safetensors"
+REMOVED_SUFFIX = ".removed.txt"
 
 
 def winner(table: pd.DataFrame) -> int | None:
@@ -48,19 +49,22 @@ def export(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
     if out is None:
         return None
     source = SweepLayout.of(sweep_dir).trial_dir(winner(table)) / FINAL_MODEL
-    # a name of this process's own: sweepers sharing a study finish at once and export together
-    staging = out.with_name(f".{out.name}.new-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging)
-    for _ in range(3):
-        shutil.rmtree(out, ignore_errors=True)
-        try:
-            staging.rename(out)
-            return out
-        except OSError:  # another sweeper's copy landed between the two: replace it again
-            continue
-    shutil.rmtree(staging, ignore_errors=True)
-    return out
+    for note in source.glob(f"*{REMOVED_SUFFIX}"):
+        log.warning("best model: %s", note.read_text().strip())
+    # a directory of this copy's own: sweepers sharing a study (maybe on several nodes) export together
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        for _ in range(3):
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                staging.rename(out)
+                return out
+            except OSError as err:  # another sweeper's copy landed between the two: replace it again
+                failure = err
+        raise failure
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def attach_adapter(trial: optuna.Trial, storage, sweep_dir: Path, trial_dir: Path) -> str | None:
@@ -104,10 +108,14 @@ def after_sweep(sweep_dir: Path, table: pd.DataFrame, keep: str) -> None:
     for row in table.itertuples():
         if row.state == "complete" and (keep == "none" or int(row.trial) != best):
             drop_checkpoints(layout.trial_dir(int(row.trial)))
-        if row.state == "complete" and int(row.trial) != best:
-            for pattern in REBUILDABLE_GLOBS:
+        if row.state == "complete" and best is not None and int(row.trial) != best:
+            for pattern, rebuild in REBUILDABLE.items():
                 for merged in layout.trial_dir(int(row.trial)).glob(pattern):
                     merged.unlink(missing_ok=True)
+                    # a winner of a later run of the sweep (seed repeats) says so in best/
+                    merged.with_name(merged.name + REMOVED_SUFFIX).write_text(
+                        f"{merged.name} (a merged model) was removed when trial {row.trial} did not win; "
+                        f"rebuild it with: {rebuild.format(dir=merged.parent)}\n")
 
 
 def _mkdir(path: Path) -> Path:

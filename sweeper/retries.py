@@ -32,6 +32,8 @@ def retry_lost(study: optuna.Study, trial: optuna.Trial, lost: Lost, trial_dir: 
     No outcome is set: the trial gives its budget slot to its retry. False when its retries are
     used up: then it is told as an ordinary failed trial (its result.json says why)."""
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    if frozen.state.is_finished():  # another sweeper failed it as stale meanwhile: its retry exists
+        return True
     tries = len(RetryHeartbeatStaleTrialCallback.retry_history(frozen)) + 1
     if tries > MAX_RETRY:
         write_result(trial_dir, {"state": "failed", "job_id": lost.job_id,

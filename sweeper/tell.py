@@ -30,7 +30,9 @@ def record_finished(study: optuna.Study, storage, trial: optuna.Trial, trial_dir
         best_model.attach_adapter(trial, storage, sweep_dir, trial_dir)
         record_spent(study, storage, trial.number, read_result(trial_dir))
         return tell(study, trial, trial_dir, exit_code, objectives)
-    except optuna.exceptions.UpdateFinishedTrialError:
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # study.tell says ValueError
+        if not next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
+            raise
         log.warning("trial %d was failed as stale by another sweeper while it ran; its retry runs it again",
                     trial.number)
         return None

@@ -53,6 +53,7 @@ def test_the_ask_after_the_last_trial_is_left_to_the_final_refresh(tmp_path, mon
     calls = []
     monkeypatch.setattr(background, "refresh", lambda sweep_dir, running, final: calls.append(set(running)))
     monkeypatch.setattr(background, "_warm_imports", lambda: None)
+    monkeypatch.setattr(background, "SETTLE_SECONDS", 5.0)  # a loaded machine's loop takes its time too
     with BackgroundRefresh(tmp_path) as results:
         results.request({1})
         time.sleep(0.05)  # the loop's own steps after a trial: progress, stale check, no trial left

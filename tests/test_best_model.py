@@ -42,3 +42,28 @@ def test_keep_checkpoints_all_keeps_a_pruned_trials(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert all(list(d.glob("checkpoint-*")) for d in (sweep / "trials").iterdir())
     assert json.loads((sweep / "best.json").read_text())["model"]
+
+
+def test_a_winner_whose_merged_model_was_removed_is_exported_with_the_note_that_rebuilds_it(tmp_path, caplog):
+    # a later run of the sweep (seed repeats) can crown a trial whose LitGPT merged model an earlier end removed
+    import pandas as pd
+
+    from sweeper.best_model import after_sweep, export
+    for n in (0, 1):
+        final = tmp_path / "trials" / str(n) / "final"
+        final.mkdir(parents=True)
+        (final / "lit_model.pth").write_bytes(b"merged")
+        (final / "lit_model.pth.lora").write_bytes(b"adapter")
+    first = pd.DataFrame({"trial": [0, 1], "state": ["complete", "complete"], "best": ["*", ""]})
+    after_sweep(tmp_path, first, "best")
+    assert (tmp_path / "trials" / "0" / "final" / "lit_model.pth").is_file()
+    assert not (tmp_path / "trials" / "1" / "final" / "lit_model.pth").exists()
+    later = pd.DataFrame({"trial": [0, 1], "state": ["complete", "complete"], "best": ["", "*"]})
+    out = export(tmp_path, later)
+    assert (out / "lit_model.pth.lora").read_bytes() == b"adapter"
+    assert "litgpt merge_lora" in (out / "lit_model.pth.removed.txt").read_text()
+    assert "rebuild it with: litgpt merge_lora" in caplog.text
+    assert not list(tmp_path.glob(".best.new-*"))  # the staging copy is gone
+    nobody = pd.DataFrame({"trial": [0], "state": ["complete"], "best": [""]})
+    after_sweep(tmp_path, nobody, "best")  # no winner: nothing is removed
+    assert (tmp_path / "trials" / "0" / "final" / "lit_model.pth").is_file()

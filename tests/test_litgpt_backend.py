@@ -155,6 +155,7 @@ def test_a_tpe_median_sweep_of_litgpt_trials_prunes_live_and_its_bests_rerun(lit
         final = sweep / "trials" / str(n) / "final"
         assert (final / "lit_model.pth.lora").is_file()
         assert (final / "lit_model.pth").is_file() == (n == best["trial"])
+        assert (final / "lit_model.pth.removed.txt").is_file() == (n != best["trial"])
     assert (sweep / "best" / "lit_model.pth").is_file() and (sweep / "best" / "lit_model.pth.lora").is_file()
     rerun = tmp_path / "rerun"  # best.yaml re-runs through the sweeper
     proc = run_cli(["--config-dir", str(sweep), "--config-name", "best", f"hydra.run.dir={rerun}"],

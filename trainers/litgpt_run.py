@@ -85,13 +85,19 @@ def _clear_earlier_run(trial_dir: Path) -> str:
 def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
-    if not has_cuda_gpu():  # the trial's own process need not import torch (~1 s) to learn that
+    if no_gpu_device():  # the trial's own process need not import torch (~1 s) to learn that
         return "32-true"
     import torch
 
     if torch.cuda.is_available():
         return "bf16-true" if torch.cuda.is_bf16_supported() else "16-true"
     return "32-true"
+
+
+def no_gpu_device() -> bool:
+    """Surely no GPU for torch: hidden by CUDA_VISIBLE_DEVICES, or no NVIDIA driver, tool or device
+    node and no ROCm one (/dev/kfd). Anything else asks torch."""
+    return not has_cuda_gpu() and not any(Path("/dev").glob("nvidia[0-9]*")) and not Path("/dev/kfd").exists()
 
 
 def split_example(example: dict) -> tuple[list[int], list[int]]:

@@ -85,9 +85,10 @@ FINAL_MODEL = "final"   # in a trial dir: the trained adapter (or model) of a co
 BEST_MODEL = "best"     # in a sweep dir: the winner's, exported
 # in a trial dir: the Trainer's checkpoint-N, and a process backend's checkpoints/ (LitGPT's step-N)
 CHECKPOINT_GLOBS = ("checkpoint-*", "checkpoints/step-*")
-# in a trial dir: LitGPT's merged model beside its adapter in final/ (finetune_lora always merges: the
-# base model's size again, per trial); `litgpt merge_lora <trial>/final` rebuilds it
-REBUILDABLE_GLOBS = ("final/lit_model.pth",)
+# in a trial dir: what the sweep's end removes from a complete trial that did not win, and the command
+# that rebuilds it: LitGPT's merged model beside its adapter in final/ (finetune_lora always merges:
+# the base model's size again, per trial)
+REBUILDABLE = {"final/lit_model.pth": "litgpt merge_lora {dir}"}
 NATIVE_CONFIG_SUFFIX = ".native.yaml"  # in a trial dir: the run's config in its trainer's own format
 
 
