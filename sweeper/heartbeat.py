@@ -20,6 +20,8 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
+from sweeper.study import trial_id
+
 
 def heartbeat_interval(storage) -> int | None:
     """The storage's heartbeat interval; None where it has none (journal, in-memory)."""
@@ -33,8 +35,7 @@ class Heartbeat:
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
         if self.interval:
-            study_id = storage.get_study_id_from_name(study_name)
-            self.trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            self.trial_id = trial_id(storage, study_name, number)
 
     def start(self) -> "Heartbeat":
         if self.interval:
@@ -66,6 +67,4 @@ class StaleTrials:
             if trial.number not in self.seen:
                 # one beat: a live trial's own beats go on; a dead one's stop here and go stale
                 self.seen.add(trial.number)
-                study_id = self.storage.get_study_id_from_name(self.study.study_name)
-                self.storage.record_heartbeat(self.storage.get_trial_id_from_study_id_trial_number(
-                    study_id, trial.number))
+                self.storage.record_heartbeat(trial_id(self.storage, self.study.study_name, trial.number))

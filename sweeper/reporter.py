@@ -18,7 +18,7 @@ import optuna
 
 from sweeper.core import trial_env
 from sweeper.core.layout import STORAGE_ENV
-from sweeper.study import default_storage_url, load_pruner, make_storage, storage_file
+from sweeper.study import default_storage_url, load_pruner, make_storage, storage_file, trial_id
 
 
 _storages: dict[tuple, object] = {}
@@ -41,11 +41,9 @@ def shared_storage(url: str):
 class StudyReporter:
     def __init__(self, storage_url: str, study_name: str, trial_number: int, may_prune: bool = True):
         storage = shared_storage(storage_url)
-        study_id = storage.get_study_id_from_name(study_name)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
         study = optuna.load_study(study_name=study_name, storage=storage)
         study.pruner = load_pruner(storage, study_name)
-        self.trial = optuna.Trial(study, trial_id)
+        self.trial = optuna.Trial(study, trial_id(storage, study_name, trial_number))
         self.multi_objective = len(study.directions) > 1  # Optuna cannot prune those
         self.may_prune = may_prune
 

@@ -171,11 +171,16 @@ def counts_toward_budget(t: optuna.trial.FrozenTrial) -> bool:
     return t.user_attrs.get(OUTCOME) is not None and not t.system_attrs.get(SURPLUS)
 
 
+def trial_id(storage, study_name: str, number: int) -> int:
+    """The storage's id of a study's trial number (what the storage's trial methods take)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+
+
 def set_trial_marks(storage, study_name: str, number: int, marks: dict) -> None:
     """Bookkeeping on a running trial, as system attributes (Optuna 5's Trial has no setter)."""
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    storage_id = trial_id(storage, study_name, number)
     for key, value in marks.items():
-        storage.set_trial_system_attr(trial_id, key, value)
+        storage.set_trial_system_attr(storage_id, key, value)
 
 
 def study_marks(storage, study_name: str) -> dict:
