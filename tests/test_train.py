@@ -132,3 +132,21 @@ def test_a_pruned_trial_frees_its_model_before_train_returns(tmp_path, monkeypat
     result = train_module.train(compose(FAST), tmp_path, reporter=PruneAtOnce())
     assert result["state"] == "pruned" and result["steps"] < 6
     assert refs and refs[0]() is None
+
+
+def test_evaluating_more_often_does_not_change_the_training(tmp_path):
+    """Each evaluation's DataLoader iterator used to draw its seed from the global torch RNG, which
+    LoRA dropout also draws from: a trial evaluated every 2 steps trained on other dropout masks
+    than the same config evaluated every 6, and a pruner's extra evaluations changed the run."""
+    from trainers.train import train
+
+    def train_losses(eval_interval: int, out):
+        cfg = compose(["max_steps=12", f"eval_interval={eval_interval}", "save_interval=12",
+                       "data.max_eval_examples=16", "log_interval=1"])
+        train(cfg, out)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+    often, rarely = train_losses(2, tmp_path / "often"), train_losses(6, tmp_path / "rarely")
+    assert sorted(often) == list(range(1, 13)) and sorted(rarely) == list(range(1, 13))
+    assert often == rarely

@@ -183,14 +183,16 @@ class SweepTrainer(Trainer):
 
     def get_eval_dataloader(self, eval_dataset=None):
         """Evaluation with eval_collator (the Trainer has one collator for both): under packing, eval
-        batches stay padded rows, so eval loss and accuracy compare across trials."""
-        if self.eval_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
-        training, self.data_collator = self.data_collator, self.eval_collator
+        batches stay padded rows, so eval loss and accuracy compare across trials. The loader seeds its
+        iterators from a generator of its own: without one, each evaluation drew a number from the
+        global RNG that LoRA dropout draws from, so how often a trial was evaluated changed its training."""
+        training, self.data_collator = self.data_collator, self.eval_collator or self.data_collator
         try:
-            return super().get_eval_dataloader(eval_dataset)
+            loader = super().get_eval_dataloader(eval_dataset)
         finally:
             self.data_collator = training
+        getattr(loader, "base_dataloader", loader).generator = torch.Generator().manual_seed(0)  # accelerate wraps it
+        return loader
 
     def _save_checkpoint(self, model, trial) -> None:
         """Writes the config fingerprint into the checkpoint before the Trainer does: its
