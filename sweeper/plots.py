@@ -51,7 +51,8 @@ def draw_curves(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, title="trial (-- pruned, : diverged)")
-    fig.tight_layout(rect=(0, 0, 0.87, 1))
+    # fixed margins, not tight_layout: measuring every tick label cost 40% of the picture's time
+    fig.subplots_adjust(left=0.04, right=0.86, bottom=0.11, top=0.92, wspace=0.18)
     out = sweep_dir / "curves.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -102,7 +103,7 @@ def draw_search(sweep_dir: Path, table: pd.DataFrame, info: dict) -> Path | None
     ax.set_title("the search: o complete, x pruned, v diverged, s failed")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.11, top=0.93)  # fixed: see draw_curves
     out = sweep_dir / "search.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -231,8 +231,9 @@ class SweepLoop:
         executor = make_executor(self.config, self.hydra_context, self.task_function, self.s, self.sweep_dir)
         progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize",
                             budget=self.budget)
-        log.info("sweep %s: %d trials, sampler %s, pruner %s, parallel %d -> %s", self.name, self.n_trials,
-                 self.sampler_name, self.pruner["name"], self.s.parallel, self.sweep_dir)
+        trials = f"{self.n_trials} trial" + ("" if self.n_trials == 1 else "s")
+        log.info("sweep %s: %s, sampler %s, pruner %s, parallel %d -> %s", self.name, trials, self.sampler_name,
+                 self.pruner["name"], self.s.parallel, self.sweep_dir)
         with self.results:
             ok = self._drain(executor, progress)
             if ok and not self._spent() and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds,

@@ -67,7 +67,7 @@ def test_nothing_swept_is_one_run_not_n_trials_draws_of_one_config(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, study = told(sweep, "one")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE]
-    assert "1 trials, sampler grid" in proc.stdout + proc.stderr
+    assert "one: 1 trial, sampler grid" in proc.stdout + proc.stderr
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
