@@ -6,7 +6,8 @@ arrive while a refresh runs are merged into one more: only the newest state matt
 refresh stays in the loop, after the thread has stopped, so the two never overlap; leaving the
 `with` block normally drops an ask not yet started, which the final refresh would redo. A rebuild
 starts half a second after its ask, so the ask after the last trial is dropped, not run just
-before the final refresh.
+before the final refresh. While the first trial runs (after WARM_AFTER_SECONDS) the thread loads
+the results' modules (matplotlib, TensorBoard's writer), so the final refresh does not wait on them.
 
     with BackgroundRefresh(sweep_dir) as results:
         ...; results.request(running)   # the loop's own dict of running trials, read when the table is built
@@ -23,6 +24,7 @@ from sweeper.collect import refresh
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 0.5
+WARM_AFTER_SECONDS = 2.0
 
 
 class BackgroundRefresh:
@@ -67,7 +69,11 @@ class BackgroundRefresh:
             self._thread.join()
 
     def _work(self) -> None:
-        warm = False
+        with self._cond:
+            asked = self._cond.wait_for(lambda: self._wanted is not None or self._closing, timeout=WARM_AFTER_SECONDS)
+        warm = not asked  # the first trial is still running: while it trains (in a child process the sweeper
+        if warm:  # is idle), the final refresh's modules load here instead of after the last trial
+            _warm_imports()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._wanted is not None or self._closing)
@@ -78,8 +84,8 @@ class BackgroundRefresh:
                     return  # closing, nothing left to write
                 running, self._wanted, self._busy = self._wanted, None, True
             try:
-                if not warm:  # after the first trial (an in-process one has imported torch by then):
-                    _warm_imports()  # the final refresh finds matplotlib and the writers loaded
+                if not warm:  # after a first trial shorter than WARM_AFTER_SECONDS
+                    _warm_imports()
                     warm = True
                 refresh(self.sweep_dir, running=set(running), final=False)
             except Exception as err:  # a table that cannot be built now must not stop the sweep
@@ -91,4 +97,7 @@ class BackgroundRefresh:
 
 
 def _warm_imports() -> None:
-    from sweeper import best_config, best_model, hparams, importance, plots  # noqa: F401
+    try:
+        from sweeper import best_config, best_model, hparams, importance, plots  # noqa: F401
+    except Exception as err:  # the refresh that needs the module says what is wrong
+        log.debug("results modules not loaded ahead: %s", err)

@@ -87,3 +87,26 @@ def test_a_trial_submitted_after_the_ask_shows_as_running_not_killed(sweep):  # 
     with results:
         results.wait()
     assert _states(sweep)[7] == "running"
+
+
+def test_the_results_modules_load_while_a_long_first_trial_runs(tmp_path):
+    """In a fresh process (matplotlib not loaded yet): nothing asked within WARM_AFTER_SECONDS means
+    the first trial is still running, and the thread loads what the final refresh will need."""
+    import subprocess
+    import sys
+    code = f"""
+import sys, time
+import sweeper.background_refresh as b
+b.WARM_AFTER_SECONDS = 0.2
+assert "matplotlib" not in sys.modules
+with b.BackgroundRefresh({str(tmp_path)!r}):
+    time.sleep(0.1)
+    early = "matplotlib" in sys.modules
+    deadline = time.time() + 20
+    while "sweeper.plots" not in sys.modules and time.time() < deadline:
+        time.sleep(0.05)
+    print(early, "sweeper.plots" in sys.modules, "sweeper.hparams" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "True", "True"]
