@@ -57,6 +57,16 @@ def test_truncation_cuts_the_prompt_from_the_left_and_counts_it():
     assert learnt_text(tok, out[0]["input_ids"], out[0]["labels"]) == "x"
 
 
+def test_an_example_longer_than_the_models_window_is_cut_without_transformers_warning_of_errors(capfd):
+    """The tokenizer used to warn "Token indices sequence length is longer than the specified maximum
+    ... will result in indexing errors" for a long example, which is cut to max_seq_length right after."""
+    tok = tokenizer()
+    rows = [{"prompt": "word " * (tok.model_max_length + 50), "completion": "x"}]
+    out = encode(tok, "prompt_completion", rows, 12, DataReport(max_seq_length=12))
+    assert len(out[0]["input_ids"]) == 12
+    assert "indexing errors" not in capfd.readouterr().err
+
+
 def test_an_answer_longer_than_the_limit_loses_its_tail_and_is_counted():
     tok = tokenizer()
     report = DataReport(max_seq_length=10)

@@ -74,7 +74,7 @@ def _chat_head(tok, messages: list[dict], first_segment: str, first_ids: list[in
     at = first_segment.find(content, after_role) if content else -1
     if at <= 0:
         return 0
-    head = tok(first_segment[:at], add_special_tokens=False).input_ids
+    head = tok(first_segment[:at], add_special_tokens=False, verbose=False).input_ids
     return len(head) if first_ids[:len(head)] == head else 0
 
 
@@ -89,7 +89,8 @@ def tokenize_example(tok, fmt: str, row: dict) -> Tokenized:
         segments = [(prompt, fmt == "text"), (response, True)]
     head = bos
     for n, (text, learn) in enumerate(segments):
-        piece = tok(text, add_special_tokens=False).input_ids if text else []
+        # verbose=False: no "longer than the maximum ... indexing errors" warning; the example is cut below
+        piece = tok(text, add_special_tokens=False, verbose=False).input_ids if text else []
         if n == 0 and fmt == "chat":
             head += _chat_head(tok, row["messages"], text, piece)
         ids += piece

@@ -41,7 +41,7 @@ class LightTokenizer:
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self.tokenizer.token_to_id(token)
 
-    def __call__(self, text: str, add_special_tokens: bool = False):
+    def __call__(self, text: str, add_special_tokens: bool = False, verbose: bool = True):  # never warns
         return SimpleNamespace(input_ids=self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = False):
