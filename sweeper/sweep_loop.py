@@ -48,8 +48,7 @@ from sweeper.tell import record_finished, reuse_twin
 
 log = logging.getLogger("sweeper")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# We use heartbeat/retry with ask-and-tell on purpose (sweeper/heartbeat.py beats for each trial).
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat with ask-and-tell: on purpose
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
