@@ -23,7 +23,8 @@ from sweeper.search_space import check_grammar
 
 GROUPS = ("model", "data", "scheduler", "lora", "trainer")
 _FLAGS_WITH_VALUE = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
-                     "--cfg", "-c", "--package", "-p", "--info", "--experimental-rerun"}
+                     "--cfg", "-c", "--package", "-p", "--info", "--experimental-rerun",
+                     "--shell-completion", "-sc"}  # install=bash: a flag's value, not an override
 
 
 def override_args(argv: list[str]) -> list[str]:
@@ -176,6 +177,24 @@ def check_argv(argv: list[str], default_conf: Path) -> None:
     p.raise_any()
 
 
+def check_output_dir(argv: list[str]) -> None:
+    """hydra.run.dir / hydra.sweep.dir as given on the command line, before Hydra writes into them:
+    not a file, and a single run's not a finished run of another command."""
+    from sweeper.sweep_dir import check_single_run_dir, not_a_directory
+
+    multirun = "-m" in argv or "--multirun" in argv
+    overrides = override_args(argv)
+    given = dict(o.lstrip("+").split("=", 1) for o in overrides if o.lstrip("+").startswith("hydra.") and "=" in o)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    where = given.get(key)
+    if not where or "${" in where:
+        return  # Hydra's default: a new directory each time
+    if multirun:
+        not_a_directory(Path(where), key)
+    else:
+        check_single_run_dir(Path(where), [o for o in overrides if not o.lstrip("+").startswith("hydra.")])
+
+
 def run_checked(app) -> None:
     """Runs a Hydra app after checking its command line, turning bad input into one line + exit 2:
     the checks above first, then anything Hydra or OmegaConf refuses while composing (a config
@@ -192,6 +211,7 @@ def run_checked(app) -> None:
 
     try:
         check_argv(sys.argv[1:], CONF_DIR)
+        check_output_dir(sys.argv[1:])
     except ConfigError as err:
         exit_bad_input(err)
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")

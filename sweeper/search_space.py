@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -158,16 +160,14 @@ def parse(arguments: list[str]) -> SearchSpace:
     return space
 
 
-def integer_axes(space: SearchSpace, base: dict) -> None:
-    """Hydra intervals are floats; an interval over an integer setting samples integers."""
+def integer_axes(space: SearchSpace, is_integer: Callable[[str], bool]) -> None:
+    """Hydra intervals are floats; an interval over an integer setting samples integers. Decided
+    from the schema (is_integer), before any point is composed."""
     for name, dist in list(space.distributions.items()):
-        node = base
-        for part in name.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(dist, FloatDistribution) and isinstance(node, int) and not isinstance(node, bool):
+        if isinstance(dist, FloatDistribution) and is_integer(name):
             if not (float(dist.low).is_integer() and float(dist.high).is_integer()):
-                raise ConfigError(name, f"interval({dist.low}, {dist.high}) over an integer setting needs "
-                                  "integer ends")
+                raise ConfigError(name, f"interval({dist.low:g}, {dist.high:g}) over an integer setting needs "
+                                  f"integer ends; accepted: interval({math.ceil(dist.low)}, {math.floor(dist.high)})")
             space.distributions[name] = IntDistribution(int(dist.low), int(dist.high), log=dist.log)
 
 

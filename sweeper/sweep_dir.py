@@ -15,7 +15,10 @@ from pathlib import Path
 from optuna.distributions import BaseDistribution, distribution_to_json
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import read_sweep_info
+from sweeper.core.layout import CHECKPOINT_GLOBS, read_sweep_info
+from sweeper.core.record import RESULT_FILE
+from sweeper.redact import redact
+from sweeper.study import storage_file
 
 MIN_FREE_MB = 50  # a study.db, a few checkpoints and the table; a real model needs far more
 
@@ -25,13 +28,75 @@ def _start_anew(sweep_dir: Path) -> str:
             f"anew (or move {sweep_dir} aside)")
 
 
-def claim(sweep_dir: Path, study_name: str) -> None:
-    """A sweep directory belongs to the study that first wrote its sweep.json."""
-    owner = read_sweep_info(sweep_dir).get("study")
+def claim(sweep_dir: Path, study_name: str, storage_url: str) -> None:
+    """A sweep directory belongs to the study that first wrote its sweep.json, in the storage
+    recorded there: the same name in another storage would be a new, empty study numbering its
+    trials from 0 again, over the old trials/."""
+    not_a_directory(sweep_dir, "hydra.sweep.dir")
+    info = read_sweep_info(sweep_dir)
+    owner, theirs = info.get("study"), info.get("storage")
     if owner and owner != study_name:
         raise ConfigError("sweep.name", f"{sweep_dir} already holds study {owner!r}, and this command's "
                           f"search space makes study {study_name!r}; its trials/ would be overwritten; "
                           + _start_anew(sweep_dir))
+    ours = redact(storage_url)
+    if owner and theirs and not _same_storage(theirs, ours, sweep_dir):
+        raise ConfigError("hydra.sweeper.storage", f"{sweep_dir} holds study {owner!r} in {theirs}, not in {ours}: "
+                          "a study started there would write its trials over this sweep's; accepted: "
+                          f"hydra.sweeper.storage={theirs} (or leave it out if that is the default) to continue "
+                          "it, or another sweep.name / hydra.sweep.dir to start anew")
+
+
+def _same_storage(theirs: str, ours: str, sweep_dir: Path) -> bool:
+    """The same URL, the same file spelled another way, or the sweep's own study.db after the sweep
+    directory was moved (its recorded path is the old one)."""
+    if theirs == ours:
+        return True
+    a, b = _local_file(theirs), _local_file(ours)
+    if a is None or b is None:
+        return False
+    own = (sweep_dir / "study.db").resolve()
+    return a.resolve() == b.resolve() or (a.name == "study.db" and b.resolve() == own and not a.exists())
+
+
+def _local_file(url: str) -> Path | None:
+    name = storage_file(url)
+    return Path(name) if name else None
+
+
+def not_a_directory(path: Path, field: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(field, f"{path} is a file, not a directory; accepted: a directory (new or existing)")
+
+
+def check_single_run_dir(run_dir: Path, overrides: list[str]) -> None:
+    """A single run (hydra.run.dir=DIR) never writes over a finished run: a directory holding a
+    result or a checkpoint takes only the command that made it (which resumes it; the checkpoint's
+    own config record is checked again as it loads). Checked before Hydra writes DIR/.hydra/."""
+    not_a_directory(run_dir, "hydra.run.dir")
+    held = [RESULT_FILE] if (run_dir / RESULT_FILE).is_file() else []
+    held += [p.name for pattern in CHECKPOINT_GLOBS for p in sorted(run_dir.glob(pattern))][:1]
+    if not held:
+        return
+    accepted = f"accepted: an empty directory (another hydra.run.dir), or move {run_dir} aside"
+    theirs = _saved_overrides(run_dir)
+    if any(o.lstrip("+").startswith("trial.number=") for o in theirs or []):
+        raise ConfigError("hydra.run.dir", f"{run_dir} is a trial of a sweep (it holds {', '.join(held)}); a "
+                          f"single run there would overwrite it; {accepted}")
+    if theirs is None or sorted(theirs) != sorted(overrides):
+        what = "no record of its command" if theirs is None else f"the run of `{' '.join(theirs) or '(no overrides)'}`"
+        raise ConfigError("hydra.run.dir", f"{run_dir} holds {what} ({', '.join(held)}); this command would "
+                          f"overwrite it; {accepted}, or that run's own command to resume it")
+
+
+def _saved_overrides(run_dir: Path) -> list[str] | None:
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in saved] if isinstance(saved, list) else None
 
 
 def space_signature(distributions: dict[str, BaseDistribution], fixed: list[str]) -> str:

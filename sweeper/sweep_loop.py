@@ -23,8 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import search_space as ss
-from sweeper import best_model, lr_auto, warm_start
+from sweeper import best_model, lr_auto, warm_start, search_space as ss
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.background_refresh import BackgroundRefresh
@@ -33,6 +32,7 @@ from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
+from sweeper.core.schema import is_integer_key
 from sweeper.executors import Executor, TrialLaunch, make_executor
 from sweeper.executors.commands import check_local_devices
 from sweeper.preflight import Preflight
@@ -63,6 +63,7 @@ class SweepLoop:
         self.s.check()
         check_local_devices(self.config, self.s.parallel, self.s.executor)  # parallel x devices GPUs, before anything is written
         self.space = ss.parse(self.arguments)
+        ss.integer_axes(self.space, is_integer_key)
         with open_dict(self.config):
             if self.config.sweep.name is None:
                 self.config.sweep.name = ss.default_sweep_name(self.space, self.arguments,
@@ -72,8 +73,8 @@ class SweepLoop:
         sweep = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)
         self.layout = SweepLayout(Path(str(self.config.hydra.sweep.dir)).resolve(), str(sweep["subdir"]))
         self.sweep_dir = self.layout.sweep_dir
-        dir_checks.claim(self.sweep_dir, self.name)  # before anything is written into it
         self.storage_url = self.s.storage or default_storage_url(self.sweep_dir)
+        dir_checks.claim(self.sweep_dir, self.name, self.storage_url)  # before anything is written into it
         dir_checks.check_study_file(self.storage_url)
         dir_checks.check_free_space(self.sweep_dir)
         redact_hydra_config(self.config)
@@ -87,7 +88,6 @@ class SweepLoop:
                     word, self.config, first, self.space.fixed + preflight.point_overrides(0), self.sweep_dir)
                 self.space.prefixes["lr"] = ""
         base = preflight.base()
-        ss.integer_axes(self.space, base)
         preflight.check(base)
         self.sampler_name = sampler_name(self.s.sampler, self.space.is_grid)
         grid = self.space.grid() if self.sampler_name == "grid" else None

@@ -44,3 +44,9 @@ def test_help_lists_every_sweeper_setting_with_its_default(help_text):
 def test_help_lines_fit_a_terminal(help_text):
     head = help_text.split("== Config ")[0]  # the config itself is the user's own text
     assert max(map(len, head.splitlines())) <= 100
+
+
+def test_shell_completion_installs_as_hydra_documents_it():
+    proc = run_cli(["--shell-completion", "install=bash"], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # was refused: its value read as an override
+    assert "hydra_bash_completion" in proc.stdout

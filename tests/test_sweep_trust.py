@@ -53,6 +53,16 @@ def test_a_changed_search_space_never_overwrites_a_sweep(tmp_path):
                                    *TINY]))
     assert "another search space" in line and "swept lora" in line
     assert snapshot(sweep) == before and snapshot(named) == named_before
+    # the same command with another storage would start an empty study numbering from 0: refused
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    line = one_line_error(run_cli(["-m", "lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}",
+                                   f"hydra.sweeper.storage={other}", *TINY]))
+    assert line.startswith("error: hydra.sweeper.storage:") and "study.db" in line and "other.db" in line
+    assert not (tmp_path / "other.db").exists()
+    # a single run into one of the sweep's trial directories would overwrite that trial: refused
+    line = one_line_error(run_cli([f"hydra.run.dir={sweep / 'trials' / '0'}", *TINY]))
+    assert line.startswith("error: hydra.run.dir:") and "a trial of a sweep" in line
+    assert snapshot(sweep) == before and snapshot(named) == named_before
     # the identical command continues: nothing re-run, nothing rewritten in the trials
     again = run_cli(["-m", "lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", *TINY])
     assert again.returncode == 0, again.stderr[-2000:]
@@ -171,3 +181,20 @@ def test_ctrl_c_during_the_lr_range_test_is_one_line(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in out + err and "run the same command" in out
     shutil.rmtree(sweep, ignore_errors=True)
+
+
+def test_a_single_run_never_overwrites_a_finished_run(tmp_path):
+    """A finished run's directory takes only the command that made it (which resumes it)."""
+    run = tmp_path / "run"
+    first = run_cli([f"hydra.run.dir={run}", *TINY])
+    assert first.returncode == 0, first.stderr[-2000:]
+    shutil.rmtree(next(run.glob("checkpoint-*")))  # what keep_checkpoints removes: the result is all that guards it
+    before = snapshot(run)
+    line = one_line_error(run_cli([f"hydra.run.dir={run}", "lr=1e-2", *TINY]))
+    assert line.startswith("error: hydra.run.dir:") and "would overwrite it" in line and "result.json" in line
+    assert snapshot(run) == before
+    (tmp_path / "file").write_text("x")
+    line = one_line_error(run_cli([f"hydra.run.dir={tmp_path / 'file'}", *TINY]))
+    assert "is a file, not a directory" in line
+    again = run_cli([f"hydra.run.dir={run}", *TINY])  # its own command: allowed (it trains again)
+    assert again.returncode == 0, again.stderr[-2000:]

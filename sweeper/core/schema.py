@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, IntegerNode, OmegaConf
 
 SCHEMA_NAME = "schema"
 
@@ -163,3 +163,21 @@ def type_problem(key: str, value: Any) -> str | None:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return text
     return None
+
+
+# Any-typed keys whose numbers are integers (the other value they take is a word: auto)
+INTEGER_OR_WORD = ("micro_batch_size", "max_seq_length")
+
+
+def is_integer_key(key: str) -> bool:
+    """Whether the schema's `key` holds an integer: Hydra's interval() always gives floats, so a
+    sweep asks this before it composes a point (8.0 is no value for lora.r, and would reach an
+    Any-typed micro_batch_size as a float)."""
+    if key in INTEGER_OR_WORD:
+        return True
+    node = _schema_node()
+    for part in key.split("."):
+        node = node._get_node(part) if isinstance(node, DictConfig) else None
+        if node is None:
+            return False
+    return isinstance(node, IntegerNode)
