@@ -66,7 +66,9 @@ def trial_row(trial_dir: Path, running: set[int], swept: set[str] | None = None)
         overrides = {k: v for k, v in overrides.items() if k in swept}
     row = {"trial": number, "state": result["state"], "reason": result.get("reason", ""), **overrides}
     micro, accum = result.get("micro_batch_size"), result.get("gradient_accumulation_steps")
-    row["effective_batch"] = micro * accum if micro and accum else params.get("batch_size")
+    # the examples one optimizer step saw: every data-parallel process's micro batches
+    row["effective_batch"] = micro * accum * (result.get("world_size") or 1) if micro and accum \
+        else params.get("batch_size")
     row["lr"] = row.get("lr", params.get("lr"))
     row["effective_lr"] = result.get("effective_lr", row["lr"])
     row["seed"] = params.get("seed")

@@ -93,19 +93,31 @@ def data_parallel_arguments() -> dict:
     return {"ddp_find_unused_parameters": False, **({} if torch.cuda.is_available() else {"ddp_backend": "gloo"})}
 
 
-def exact_match(eval_pred) -> dict:
-    """Sequence accuracy: every response token predicted (teacher-forced argmax equals the
-    label at every position, which is exactly when greedy decoding reproduces the answer)."""
-    preds, labels = eval_pred.predictions, eval_pred.label_ids
+def eval_outputs(logits, labels):
+    """What evaluation keeps of each example (preprocess_logits_for_metrics): its predicted token ids,
+    its summed answer-token loss and its answer-token count, not the whole vocabulary's logits. The
+    loss is summed per example, one example's logits in float32 at a time, so the eval loss can be
+    the mean over every answer token of the eval set (eval_metrics)."""
+    targets = labels[:, 1:]
+    sums = torch.stack([torch.nn.functional.cross_entropy(row[:-1].float(), target, ignore_index=IGNORE,
+                                                          reduction="sum") for row, target in zip(logits, targets)])
+    return logits.argmax(dim=-1), sums, (targets != IGNORE).sum(dim=1)
+
+
+def eval_metrics(eval_pred) -> dict:
+    """Sequence accuracy: every response token predicted (teacher-forced argmax equals the label at
+    every position, which is exactly when greedy decoding reproduces the answer). And the eval loss
+    over every answer token of the eval set (TOKEN_LOSS), whatever the batches: the Trainer's own
+    is a mean of batch means, so it moved with the eval batch size and, over several processes,
+    with how the ranks split the last batch."""
+    (preds, sums, counts), labels = eval_pred.predictions, eval_pred.label_ids
     preds, labels = preds[:, :-1], labels[:, 1:]
     mask = labels != IGNORE
     correct = ((preds == labels) | ~mask).all(axis=1) & mask.any(axis=1)
-    return {"accuracy": float(np.mean(correct))}
+    return {"accuracy": float(np.mean(correct)), TOKEN_LOSS: float(np.sum(sums) / max(int(np.sum(counts)), 1))}
 
 
-def argmax_logits(logits, labels):
-    """Keeps only the predicted token ids of each evaluation batch, not the whole vocabulary's logits."""
-    return logits.argmax(dim=-1)
+TOKEN_LOSS = "token_loss"  # eval_metrics' eval loss, which SweepTrainer.evaluation_loop makes eval_loss
 
 
 def _still_training(mode: bool = True):
@@ -194,6 +206,16 @@ class SweepTrainer(Trainer):
         getattr(loader, "base_dataloader", loader).generator = torch.Generator().manual_seed(0)  # accelerate wraps it
         return loader
 
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The Trainer's loop, its eval loss replaced by the one over every answer token (eval_metrics)."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        token_loss = output.metrics.pop(f"{metric_key_prefix}_{TOKEN_LOSS}", None)
+        if token_loss is not None:
+            output.metrics[f"{metric_key_prefix}_loss"] = token_loss
+        return output
+
     def _save_checkpoint(self, model, trial) -> None:
         """Writes the config fingerprint into the checkpoint before the Trainer does: its
         trainer_state.json, written last, marks a checkpoint complete, so every complete one has it.
@@ -225,7 +247,7 @@ def build_trainer(run: Prepared, trial_dir: Path, max_steps: int, micro: int, fr
         model=run.model, args=training_arguments(run, trial_dir, max_steps, micro, fresh),
         train_dataset=run.train_set, eval_dataset=run.eval_set,
         data_collator=train_collator(run.tokenizer, bool(run.cfg.get("packing"))),
-        compute_metrics=exact_match, preprocess_logits_for_metrics=argmax_logits,
+        compute_metrics=eval_metrics, preprocess_logits_for_metrics=eval_outputs,
         callbacks=[tensorboard(trial_dir / "tb"), *callbacks])  # where report_to would put it
     trainer.fingerprint = fingerprint  # every checkpoint records it
     trainer.eval_collator = padded(run.tokenizer) if run.cfg.get("packing") else None
