@@ -35,7 +35,9 @@ def draw_curves(sweep_dir: Path, table: pd.DataFrame) -> Path | None:
         for row, metrics in frames:
             if column not in metrics:
                 continue
-            series = metrics[["step", column]].dropna()
+            # NaN and inf come as the strings result.json writes them as: not points on a curve
+            series = metrics[["step", column]].assign(**{column: pd.to_numeric(metrics[column], errors="coerce")})
+            series = series[series[column].abs() < float("inf")]
             if column == "lr":
                 series = series[series[column] > 0]  # warmup starts at 0, which a log axis cannot show
             best = row.best == "*"

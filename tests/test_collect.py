@@ -135,3 +135,24 @@ def test_printed_table_fits_100_columns_and_summary_md_keeps_every_column(tmp_pa
     md_header = next(line for line in md.splitlines() if line.startswith("| "))
     assert all(f" {c} " in md_header for c in table.columns if c != "reason"), md_header
     assert list(pd.read_csv(s / "summary.csv").columns) == list(table.columns)
+
+
+def test_a_nan_objective_is_a_diverged_trial_and_the_pictures_still_draw(sweep):
+    d = make_trial(sweep, 7, "complete", None, 3e-2)
+    result = json.loads((d / "result.json").read_text())
+    (d / "result.json").write_text(json.dumps({**result, "value": "nan", "eval_loss": "nan", "objective": "eval_loss"}))
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 11, "loss": "nan", "eval_loss": "nan"}) + "\n")
+    table = refresh(sweep)
+    row = table[table["trial"] == 7].iloc[0]
+    assert row["state"] == "diverged" and row["reason"] == "final eval_loss is nan" and row["best"] == ""
+    assert (sweep / "curves.png").stat().st_size > 0
+
+
+def test_the_effective_batch_counts_every_data_parallel_process(sweep):
+    d = sweep / "trials" / "0"
+    result = json.loads((d / "result.json").read_text())
+    (d / "result.json").write_text(json.dumps({**result, "world_size": 2, "micro_batch_size": 4,
+                                               "gradient_accumulation_steps": 1, "params": {"batch_size": 8}}))
+    table = build_table(sweep)
+    assert table.loc[table["trial"] == 0, "effective_batch"].item() == 8  # 4 x 1 accumulation x 2 processes

@@ -44,11 +44,22 @@ class TrialResult:
     value: float | None = None
     measured: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.state, self.reason = settled_state(self.state, self.reason, self.objective, self.value)
+
     def to_dict(self) -> dict:
         head = asdict(self)
         measured = head.pop("measured")
         return {**measured, **head, "state": TrialState(self.state).value}
 
+
+def settled_state(state: str, reason: str, objective: str | None, value) -> tuple[TrialState, str]:
+    """A run that ended with a NaN or infinite objective diverged, whatever its backend said: it
+    is no result to rank (result.json writes such a value as the string "nan")."""
+    bad = value in ("nan", "inf", "-inf") or (isinstance(value, float) and not math.isfinite(value))
+    if TrialState(state) == TrialState.COMPLETE and bad:
+        return TrialState.DIVERGED, f"final {objective or 'objective'} is {value}"
+    return TrialState(state), reason
 
 
 def _clean(value):
@@ -94,7 +105,8 @@ def read_result(trial_dir: str | Path) -> dict | None:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("state") not in STATES:
             raise ValueError("no valid state")
-        return data
+        state, reason = settled_state(data["state"], data.get("reason", ""), data.get("objective"), data.get("value"))
+        return {**data, "state": state.value, "reason": reason}
     except (ValueError, OSError) as err:
         return {"state": "failed", "reason": f"unreadable result.json ({err})"}
 
