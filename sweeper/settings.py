@@ -92,6 +92,7 @@ class SweepSettings:
         for key, low in (("parallel", 1), ("max_failures", 1), ("heartbeat_interval", 1), ("seed", 0),
                          ("n_warmup_steps", 0), ("n_startup_trials", 0), ("patience", 0)):
             p.check(_integer, key, getattr(self, key), low)
+        p.check(_percentile, self.percentile)
         p.check(_integer, "repeat.top_k", self.repeat.top_k, 0)
         p.check(_integer, "repeat.seeds", self.repeat.seeds, 1)
         p.check(_one_of, "executor", self.executor, EXECUTORS)
@@ -143,6 +144,13 @@ def _shared_storage(storage: str | None) -> None:
 def _matching(key: str, value, pattern: str, accepted: str, optional: bool = True) -> None:
     if not ((value is None and optional) or (isinstance(value, str) and re.fullmatch(pattern, value))):
         raise ConfigError(f"hydra.sweeper.{key}", f"{value!r} is not accepted; accepted: {accepted}")
+
+
+def _percentile(value) -> None:
+    """Optuna's PercentilePruner: the percentile of the other trials a trial must beat, 0 to 100."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise ConfigError("hydra.sweeper.percentile", f"{value!r} is not accepted; accepted: a number from 0 "
+                          "to 100, e.g. 25.0")
 
 
 def _is_int(value, low: int) -> bool:

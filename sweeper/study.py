@@ -46,7 +46,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         kwargs = {}
         if url.startswith("sqlite:"):
-            Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(url, storage_file(url))
             # pysqlite's own BEGIN (None: none) comes only before a write: see _serialized
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
         else:
@@ -68,7 +68,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
     if is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         path = storage_file(url)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(url, path)
         try:
             _check_journal(Path(path))
             return JournalStorage(JournalFileBackend(path))
@@ -79,6 +79,17 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
     raise ConfigError("hydra.sweeper.storage", f"{redact(url)!r} is not accepted; accepted: null (sqlite file in "
                       "the sweep dir), sqlite:///PATH, postgresql://USER:PASS@HOST/DB, mysql://..., "
                       "or a journal file path ending in .log")
+
+
+def _make_parent(url: str, path: str | None) -> None:
+    """The folder of a study file; one that cannot be made is bad input, not a traceback."""
+    if not path:
+        return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("hydra.sweeper.storage", f"cannot create the folder of {redact(url)} ({err.strerror}: "
+                          f"{err.filename}); accepted: a path in a folder this user can write") from None
 
 
 def _serialized(storage: RDBStorage) -> RDBStorage:

@@ -2,11 +2,12 @@
 already saved is touched (an existing sweep directory and its study stay byte-identical)."""
 import hashlib
 import json
+import shutil
 
 import optuna
 import pytest
 
-from conftest import run_cli
+from conftest import EMBEDDED_MODEL, run_cli
 
 SECRET = "s3cretpw"
 
@@ -22,6 +23,9 @@ def files(tmp_path_factory):
     (d / "conf" / "typed.yaml").write_text("defaults:\n  - config\n  - _self_\nbatch_size: abc\n")
     (d / "model").mkdir()
     (d / "model" / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 64}))
+    cut = shutil.copytree(EMBEDDED_MODEL, d / "cut")  # an interrupted download: the weights end early
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
     return d
 
 
@@ -69,6 +73,11 @@ SINGLE = [
     (["+lora_rank=64"], "did you mean lora.r?"),                # accepted and ignored before
     (["hydra.sweeper.n_trails=4"], "did you mean hydra.sweeper.n_trials?"),
     (["--config-dir", "{d}/conf", "--config-name", "badcfg"], "lr"),
+    (["model.name_or_path={d}/cut"], "model.name_or_path: {d}/cut/model.safetensors is cut short"),
+    (["scheduler=warmup_stable_decay", "scheduler.decay_type=cosin"], "scheduler.decay_type: 'cosin' is not "
+                                                                       "accepted; accepted: cosine, linear, 1-sqrt"),
+    (["scheduler=cosine_with_min_lr", "scheduler.min_lr_rate=2"], "scheduler.min_lr_rate: 2 is not accepted"),
+    (["scheduler.decay_ratio=1.5"], "scheduler.decay_ratio: 1.5 is not accepted; accepted: a number > 0 and <= 1"),
 ]
 SWEEP = [
     (["lr=1e-4,1e-3", "hydra.sweeper.sampler=bogus"], "hydra.sweeper.sampler"),
@@ -88,6 +97,12 @@ SWEEP = [
     (["lr=glob(*)"], "glob() is not supported in a sweep"),
     (["lr=tag(lg,interval(1e-5,1e-3))"], "unknown tag lg; accepted: log"),  # silently ignored before
     (["lr=tag(log,choice(1e-4,1e-3))"], "applies to an interval only"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.pruner=percentile", "hydra.sweeper.percentile=high"],
+     "hydra.sweeper.percentile: 'high' is not accepted; accepted: a number from 0 to 100"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.percentile=150"], "hydra.sweeper.percentile: 150"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.storage=sqlite:////dev/null/sub/study.db"],
+     "hydra.sweeper.storage: cannot create the folder of sqlite:////dev/null/sub/study.db"),
+    (["lora.r=interval(4.5,16)"], "lora.r: interval(4.5, 16) over an integer setting needs integer ends"),
 ]
 
 
@@ -101,7 +116,7 @@ def check(proc, field):
 
 @pytest.mark.parametrize("args, field", SINGLE, ids=[" ".join(a) for a, _ in SINGLE])
 def test_single_run_bad_input(args, field, files, tmp_path):
-    args = [a.format(d=files) for a in args]
+    args, field = [a.format(d=files) for a in args], field.format(d=files)
     proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}"] if "--config-dir" not in args else
                    [*args, f"hydra.run.dir={tmp_path / 'run'}"])
     check(proc, field)

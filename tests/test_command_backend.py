@@ -25,6 +25,7 @@ TB = ["trainer=command", "trainer.metrics=tensorboard", "trainer.tags.eval_loss=
     ("trainer.cmd=''", "trainer.cmd"),                               # an empty command
     (f"{CMD} --seed ${{nope}}'", "nope"),                            # an interpolation naming a missing key
     ("trainer.cmd='python \"unbalanced'", "trainer.cmd"),
+    ("trainer.cmd='no-such-trainer --lr 1'", "trainer.cmd: 'no-such-trainer' is not a program"),  # a traceback before
 ])
 def test_bad_commands_are_one_line_errors_and_leave_no_study(tmp_path, cmd, field):
     proc = run_cli(["-m", "trainer=command", cmd, "lr=1e-3,1e-2", f"hydra.sweep.dir={tmp_path / 's'}"])

@@ -14,6 +14,7 @@ flush after each evaluation). A command cannot be resumed by us: a trial run aga
 from __future__ import annotations
 
 import shlex
+import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -39,7 +40,10 @@ class CommandBackend(ProcessBackend):
             errors.append(ConfigError("trainer.cmd", f"is empty; accepted: a command line, e.g. {EXAMPLE}"))
         else:
             try:
-                shlex.split(str(cmd))
+                program = shlex.split(str(cmd))[0]
+                if shutil.which(program) is None:  # relative to the sweep's working directory, as it runs
+                    errors.append(ConfigError("trainer.cmd", f"{program!r} is not a program found on PATH or an "
+                                              f"executable file; accepted: a command line, e.g. {EXAMPLE}"))
             except ValueError as err:
                 errors.append(ConfigError("trainer.cmd", f"cannot be split into words ({err}); accepted: a "
                                           "command line with balanced quotes"))

@@ -63,6 +63,10 @@ def check_model(cfg: Mapping) -> None:
     if not (path / "config.json").is_file():
         raise ConfigError("model.name_or_path", f"{name}: no model directory with a config.json there; "
                           "accepted: a directory written by save_pretrained, or a hub id")
+    damaged = weights_problem(path)
+    if damaged:
+        raise ConfigError("model.name_or_path", f"{damaged}; accepted: a complete save_pretrained directory "
+                          "(save or download it again)")
     window = context_window(path)
     seq = cfg.get("max_seq_length")
     if not isinstance(seq, int) or isinstance(seq, bool):
@@ -70,6 +74,34 @@ def check_model(cfg: Mapping) -> None:
     if window is not None and seq > window:
         raise ConfigError("max_seq_length", f"{seq} exceeds the model's context window "
                           f"(max_position_embeddings {window}); accepted: at most {window}, or auto")
+
+
+def weights_problem(model_dir: Path) -> str | None:
+    """A safetensors file cut short (an interrupted download or copy), or a shard its index names
+    that is missing, found from the files' headers alone: no weights are read, no torch."""
+    index = model_dir / "model.safetensors.index.json"
+    try:
+        shards = set(json.loads(index.read_text())["weight_map"].values()) if index.is_file() else set()
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return f"{index} is not a safetensors index"
+    missing = sorted(name for name in shards if not (model_dir / name).is_file())
+    if missing:
+        return f"{index} names {missing[0]}, which is missing ({len(missing)} of {len(shards)} shards)"
+    for path in sorted(model_dir.glob("*.safetensors")):
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as f:
+                header_size = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(header_size)) if 8 + header_size <= size else None
+            ends = [t["data_offsets"][1] for k, t in (header or {}).items() if k != "__metadata__"]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            header = None
+        if header is None:
+            return f"{path} is damaged (not a safetensors header: cut short, or another format)"
+        expected = 8 + header_size + max(ends, default=0)
+        if size < expected:
+            return f"{path} is cut short ({size} bytes of {expected})"
+    return None
 
 
 def check_data(cfg: Mapping) -> None:

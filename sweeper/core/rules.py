@@ -27,6 +27,7 @@ QUANTIZATIONS = ("none", "4bit")
 
 
 LR_SCALINGS = ("none", "sqrt", "linear")
+DECAY_TYPES = ("cosine", "linear", "1-sqrt")  # transformers' warmup_stable_decay
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,21 @@ def _check_scheduler(cfg: Mapping, max_steps: int | None) -> None:
     if warmup >= 1 and max_steps is not None and max_steps > 0 and warmup >= max_steps:
         raise ConfigError("scheduler.warmup", f"{int(warmup)} warmup steps is not shorter than "
                           f"max_steps {max_steps}; accepted: fewer steps than the run, or a ratio < 1")
+    # the keys of single schedulers (cosine_with_min_lr, warmup_stable_decay): checked whichever runs,
+    # so a typo shows before the sweep that would reach it
+    for key, low, high, strict in (("min_lr_rate", 0, 1, False), ("decay_ratio", 0, 1, True),
+                                   ("min_lr_ratio", 0, 1, False)):
+        if get_dotted(cfg, f"scheduler.{key}") is not None:
+            _fraction(cfg, f"scheduler.{key}", low, high, strict)
+    if get_dotted(cfg, "scheduler.decay_type") is not None:
+        choice(cfg, "scheduler.decay_type", DECAY_TYPES)
+
+
+def _fraction(cfg: Mapping, key: str, low: float, high: float, strict_low: bool) -> None:
+    accepted = f"a number {'>' if strict_low else '>='} {low:g} and <= {high:g}"
+    value = number(cfg, key, accepted)
+    if value > high or value < low or (strict_low and value == low):
+        raise ConfigError(key, f"{value:g} is not accepted; accepted: {accepted}")
 
 
 def _check_lora(cfg: Mapping) -> None:
