@@ -133,3 +133,16 @@ def test_a_trial_on_long_prompts_trains_and_reports_the_cuts(tmp_path):
     assert report["prompt_cut_examples"] == 36  # every long row, in whichever split it landed
     assert report["max_seq_length"] == 64 and report["context_window"] == WINDOW
     assert set(report["prompt_tokens"]) == {"p50", "p95", "max"}
+
+
+def test_prompts_cut_almost_entirely_stop_before_training_and_a_lesser_cut_warns(tmp_path, caplog):
+    tok = tokenizer()
+    path = write(tmp_path / "d.jsonl", long_alpaca(12, n_short=4))  # prompts of ~160 tokens
+    with caplog.at_level(logging.WARNING, logger="trainers.data"):
+        build_datasets(config(path, "max_seq_length=64"), tok)  # ~60% of the long prompts cut: it trains
+    assert "12 of 16 examples lost prompt tokens at max_seq_length 64; " in caplog.text
+    with pytest.raises(ConfigError) as err:
+        build_datasets(config(path, "max_seq_length=12"), tok)
+    text = str(err.value)
+    assert text.startswith("max_seq_length: 12 cuts over 90% of the prompt from 12 of 16 examples"), text
+    assert "keeps 95% of the examples whole" in text and "\n" not in text

@@ -134,7 +134,8 @@ def encode_tokenized(examples: list[Tokenized], max_seq_length: int, report: Dat
         cut, prompt_cut, answer_cut = cut_to_length(example, max_seq_length)
         kept = cut.answer_tokens > 0
         if report is not None:
-            report.count(len(example.ids), len(cut.ids), prompt_cut, answer_cut, kept)
+            report.count(len(example.ids), len(cut.ids), prompt_cut, answer_cut, kept,
+                         prompt_length=len(example.ids) - example.answer_tokens)
         if kept:
             out.append({"input_ids": cut.ids, "attention_mask": [1] * len(cut.ids), "labels": cut.labels})
     return out
@@ -204,6 +205,8 @@ def build_datasets(cfg, tok) -> tuple[list[dict], list[dict], DataReport, str]:
     evaluation = encode_tokenized(eval_tok, report.max_seq_length, report)
     report.train_examples, report.eval_examples = len(train), len(evaluation)
     report.check_kept(train, evaluation)
+    if report.cut_warning():
+        log.warning("data: %s", report.cut_warning())
     if len(train) < cfg["batch_size"]:
         log.warning("data: %d train examples, fewer than one global batch (batch_size %s): every step "
                     "repeats examples", len(train), cfg["batch_size"])

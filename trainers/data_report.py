@@ -10,6 +10,8 @@ from pathlib import Path
 from sweeper.core.errors import ConfigError
 from trainers.hf_checks import context_window, is_local_path
 
+NEARLY_GONE = 0.9  # of a prompt's tokens cut: what is left cannot say what the answer answers
+
 
 @dataclass
 class DataReport:
@@ -25,6 +27,7 @@ class DataReport:
     truncated_examples: int = 0        # longer than max_seq_length
     tokens_cut: int = 0
     prompt_cut_examples: int = 0       # lost prompt tokens (from the left)
+    prompt_nearly_gone_examples: int = 0  # lost over NEARLY_GONE of their prompt: answers to unseen questions
     answer_cut_examples: int = 0       # lost answer tokens: the model learns only part of the answer
     dropped_examples: int = 0          # no answer token left: not trained on
     prompt_tokens: dict = field(default_factory=dict)   # p50, p95, max
@@ -41,12 +44,15 @@ class DataReport:
                    prompt_tokens=length_stats([len(e.ids) - e.answer_tokens for e in examples]),
                    answer_tokens=length_stats([e.answer_tokens for e in examples]))
 
-    def count(self, length: int, kept_length: int, prompt_cut: int, answer_cut: int, kept: bool) -> None:
-        """One example cut to max_seq_length: `length` tokens before, `kept_length` after."""
+    def count(self, length: int, kept_length: int, prompt_cut: int, answer_cut: int, kept: bool,
+              prompt_length: int = 0) -> None:
+        """One example cut to max_seq_length: `length` tokens before, `kept_length` after; its prompt
+        was `prompt_length` tokens, of which `prompt_cut` went."""
         self.examples += 1
         self.truncated_examples += length > self.max_seq_length
         self.tokens_cut += length - kept_length
         self.prompt_cut_examples += prompt_cut > 0
+        self.prompt_nearly_gone_examples += prompt_cut > NEARLY_GONE * prompt_length
         self.answer_cut_examples += answer_cut > 0
         self.dropped_examples += not kept
 
@@ -62,17 +68,36 @@ class DataReport:
                 f"dropped; {self.suggested_max_seq_length} tokens keep 95% of examples whole")
 
     def check_kept(self, train: list, evaluation: list) -> None:
-        """No answer token left in a split: training (or evaluating) would fail deep in the Trainer."""
-        if train and evaluation:
-            return
-        split = "training" if not train else "eval"
+        """No answer token left in a split: training (or evaluating) would fail deep in the Trainer.
+        Most examples keeping almost none of their prompt: it would train, on answers to questions the
+        model no longer sees (a chat template's turns longer than max_seq_length, say). A prompt that
+        loses less gives way, as designed (a long system message keeps its tail and the question)."""
+        if not (train and evaluation):
+            split = "training" if not train else "eval"
+            raise ConfigError("max_seq_length", f"{self.max_seq_length} leaves no {split} example with an "
+                              f"answer token; {self._longer()}")
+        if self.prompt_nearly_gone_examples * 2 > self.examples:
+            raise ConfigError("max_seq_length", f"{self.max_seq_length} cuts over {NEARLY_GONE:.0%} of the prompt "
+                              f"from {self.prompt_nearly_gone_examples} of {self.examples} examples (prompt tokens "
+                              f"{_spread(self.prompt_tokens)}): the model would learn answers to prompts it "
+                              f"cannot see; {self._longer()}")
+
+    def _longer(self) -> str:
         window = self.context_window
         fits = ("unknown context window" if window is None else
                 f"fits the context window {window}" if self.suggested_max_seq_length <= window else
                 f"exceeds the context window {window}: shorten the prompts or the answers")
-        raise ConfigError("max_seq_length", f"{self.max_seq_length} leaves no {split} example with an answer "
-                          f"token; accepted: a longer max_seq_length: {self.suggested_max_seq_length} keeps 95% "
-                          f"of the examples whole ({fits})")
+        return (f"accepted: a longer max_seq_length: {self.suggested_max_seq_length} keeps 95% of the examples "
+                f"whole ({fits})")
+
+    def cut_warning(self) -> str | None:
+        """A line for the log when prompts lost tokens (answers are kept: the cut is from the left)."""
+        if not self.prompt_cut_examples:
+            return None
+        gone = self.prompt_nearly_gone_examples
+        return (f"{self.prompt_cut_examples} of {self.examples} examples lost prompt tokens at max_seq_length "
+                f"{self.max_seq_length}" + (f", {gone} over {NEARLY_GONE:.0%} of theirs" if gone else "") +
+                f"; {self.suggested_max_seq_length} keeps 95% of the examples whole")
 
 
 def _spread(stats: dict) -> str:
