@@ -49,7 +49,7 @@ $(LITGPT_STAMP): pyproject.toml Makefile
 	@touch $(LITGPT_STAMP)
 	@echo "setup-litgpt done: $(LITGPT_VENV)"
 
-# A real sweep on the embedded default model and data (2-core CPU: about 2 minutes):
+# A real sweep on the embedded default model and data (2-core CPU: about 40 s once set up):
 # the LR range test picks the lr interval, TPE + median pruning search it with the
 # scheduler and LoRA rank, then the 2 best configs are re-run with 2 more seeds.
 DEMO_NAME ?= demo
