@@ -70,12 +70,13 @@ def not_a_directory(path: Path, field: str) -> None:
 
 
 def check_single_run_dir(run_dir: Path, overrides: list[str]) -> None:
-    """A single run (hydra.run.dir=DIR) never writes over a finished run: a directory holding a
-    result or a checkpoint takes only the command that made it (which resumes it; the checkpoint's
-    own config record is checked again as it loads). Checked before Hydra writes DIR/.hydra/."""
+    """A single run (hydra.run.dir=DIR) never writes over a finished run, nor over a sweep's trial.
+    A directory holding a checkpoint resumes it if the checkpoint's config record is this config's
+    (checked as the trial starts: trainers/checkpoints.py); one holding only a result takes only the
+    command that made it. Checked before Hydra writes DIR/.hydra/."""
     not_a_directory(run_dir, "hydra.run.dir")
-    held = [RESULT_FILE] if (run_dir / RESULT_FILE).is_file() else []
-    held += [p.name for pattern in CHECKPOINT_GLOBS for p in sorted(run_dir.glob(pattern))][:1]
+    checkpoints = [p.name for pattern in CHECKPOINT_GLOBS for p in sorted(run_dir.glob(pattern))][:1]
+    held = ([RESULT_FILE] if (run_dir / RESULT_FILE).is_file() else []) + checkpoints
     if not held:
         return
     accepted = f"accepted: an empty directory (another hydra.run.dir), or move {run_dir} aside"
@@ -83,7 +84,7 @@ def check_single_run_dir(run_dir: Path, overrides: list[str]) -> None:
     if any(o.lstrip("+").startswith("trial.number=") for o in theirs or []):
         raise ConfigError("hydra.run.dir", f"{run_dir} is a trial of a sweep (it holds {', '.join(held)}); a "
                           f"single run there would overwrite it; {accepted}")
-    if theirs is None or sorted(theirs) != sorted(overrides):
+    if not checkpoints and (theirs is None or sorted(theirs) != sorted(overrides)):
         what = "no record of its command" if theirs is None else f"the run of `{' '.join(theirs) or '(no overrides)'}`"
         raise ConfigError("hydra.run.dir", f"{run_dir} holds {what} ({', '.join(held)}); this command would "
                           f"overwrite it; {accepted}, or that run's own command to resume it")
