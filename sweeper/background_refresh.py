@@ -7,7 +7,8 @@ refresh stays in the loop, after the thread has stopped, so the two never overla
 `with` block normally drops an ask not yet started, which the final refresh would redo. A rebuild
 starts half a second after its ask, so the ask after the last trial is dropped, not run just
 before the final refresh. While the first trial runs (after WARM_AFTER_SECONDS) the thread loads
-the results' modules (matplotlib, TensorBoard's writer), so the final refresh does not wait on them.
+the results' modules (pandas, matplotlib, TensorBoard's writer), so neither the sweep's start nor its
+final refresh waits on them.
 
     with BackgroundRefresh(sweep_dir) as results:
         ...; results.request(running)   # the loop's own dict of running trials, read when the table is built
@@ -19,8 +20,6 @@ import logging
 import threading
 from collections.abc import Collection
 from pathlib import Path
-
-from sweeper.collect import refresh
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 0.5
@@ -96,8 +95,15 @@ class BackgroundRefresh:
                     self._cond.notify_all()
 
 
+def refresh(sweep_dir: Path, running: set[int], final: bool):
+    """collect.refresh, imported on first use: pandas loads in this thread, not at the sweep's start."""
+    from sweeper.collect import refresh as rebuild
+
+    return rebuild(sweep_dir, running=running, final=final)
+
+
 def _warm_imports() -> None:
     try:
-        from sweeper import best_config, best_model, hparams, importance, plots  # noqa: F401
+        from sweeper import best_config, best_model, collect, hparams, importance, plots  # noqa: F401
     except Exception as err:  # the refresh that needs the module says what is wrong
         log.debug("results modules not loaded ahead: %s", err)

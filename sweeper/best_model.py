@@ -19,11 +19,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
-import pandas as pd
 
 from sweeper.core.layout import BEST_MODEL, CHECKPOINT_GLOBS, FINAL_MODEL, REBUILDABLE, SweepLayout
+
+if TYPE_CHECKING:  # the results' tables; pandas itself loads with them, off the sweep's start-up
+    import pandas as pd
 
 log = logging.getLogger("sweeper")
 ADAPTER_FILE = "adapter_model.safetensors"

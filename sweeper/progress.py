@@ -9,12 +9,15 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from optuna.trial import TrialState
 
 from sweeper.core.layout import OUTCOME, REPEAT_OF, SURPLUS
 from sweeper.study import counts_toward_budget
+
+if TYPE_CHECKING:  # the table it prints; pandas loads with the results, off the sweep's start-up
+    import pandas as pd
 
 STATES = ("complete", "pruned", "diverged", "failed", "duplicate")
 

@@ -98,15 +98,17 @@ def test_the_results_modules_load_while_a_long_first_trial_runs(tmp_path):
 import sys, time
 import sweeper.background_refresh as b
 b.WARM_AFTER_SECONDS = 0.2
-assert "matplotlib" not in sys.modules
+assert "matplotlib" not in sys.modules and "pandas" not in sys.modules
+import sweeper.sweep_loop  # the sweep itself starts without pandas
+assert "pandas" not in sys.modules
 with b.BackgroundRefresh({str(tmp_path)!r}):
     time.sleep(0.1)
     early = "matplotlib" in sys.modules
     deadline = time.time() + 20
     while "sweeper.plots" not in sys.modules and time.time() < deadline:
         time.sleep(0.05)
-    print(early, "sweeper.plots" in sys.modules, "sweeper.hparams" in sys.modules)
+    print(early, "sweeper.plots" in sys.modules, "sweeper.hparams" in sys.modules, "pandas" in sys.modules)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["False", "True", "True"]
+    assert proc.stdout.split() == ["False", "True", "True", "True"]
