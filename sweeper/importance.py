@@ -86,9 +86,9 @@ def summary_lines(sweep_dir: str | Path, info: dict) -> list[str]:
     """A "What mattered" section: each key's importance with a bar, or one line saying why not.
     The end of a sweep asks twice (summary.md, then the printed table): a study file that has
     not changed since is not read again."""
-    db = Path(sweep_dir) / "study.db"
+    db, wal = Path(sweep_dir) / "study.db", Path(sweep_dir) / "study.db-wal"  # commits land in the log first
     key = (str(Path(sweep_dir).resolve()), json.dumps(info, sort_keys=True, default=str),
-           db.stat().st_mtime_ns if db.exists() else None)
+           db.stat().st_mtime_ns if db.exists() else None, wal.stat().st_mtime_ns if wal.exists() else None)
     if key[2] is None or key not in _computed:
         _computed[key] = _summary_lines(sweep_dir, info)
     return _computed[key]

@@ -27,7 +27,6 @@ from sweeper import best_model, lr_auto, warm_start, search_space as ss
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.background_refresh import BackgroundRefresh
-from sweeper.collect import refresh
 from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import write_json_atomic
@@ -43,7 +42,7 @@ from sweeper.sampling import make_sampler, sampler_name
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, StaleTrials, heartbeat_interval
 from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
-                           stored_pruner_spec, tell_outcome)
+                           settle_file, stored_pruner_spec, tell_outcome)
 from sweeper.tell import record_finished, reuse_twin
 
 log = logging.getLogger("sweeper")
@@ -53,8 +52,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 
 class SweepLoop:
-    def __init__(self, settings: SweepSettings, config: DictConfig, hydra_context, task_function,
-                 arguments: list[str]):
+    def __init__(self, settings: SweepSettings, config: DictConfig, hydra_context, task_function, arguments: list[str]):
         self.s, self.config, self.hydra_context, self.task_function = settings, config, hydra_context, task_function
         self.arguments = arguments
 
@@ -238,11 +236,13 @@ class SweepLoop:
             if ok and not self._spent() and enqueue_repeats(self.study, self.s.repeat.top_k, self.s.repeat.seeds,
                                                             self.base_seed, minimize=self.directions[0] == "minimize"):
                 ok = self._drain(executor, progress)
+        from sweeper.collect import refresh  # pandas: loaded by the results thread while trial 0 ran
         table = refresh(self.sweep_dir)
         best_model.after_sweep(self.sweep_dir, table, self.keep_checkpoints)
         if self.merge_best and best_model.exported_path(self.sweep_dir, table):
             best_model.merge(self.sweep_dir)
         progress.summary(table, self.sweep_dir)
+        settle_file(self.storage)  # after the study's last reader, the printed table's importance
         if self._spent():
             print(self.budget.note(self.study), flush=True)
         if not ok:

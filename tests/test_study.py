@@ -1,4 +1,4 @@
-"""The study's storage under sweepers that share it: a WAITING trial is popped by one of them only."""
+"""The study's storage: a WAITING trial is popped by one sweeper only, and a local sqlite file keeps a write-ahead log."""
 import json
 import subprocess
 import sys
@@ -48,3 +48,41 @@ def test_two_sweepers_never_pop_the_same_waiting_trial_from_sqlite(tmp_path):
     assert first and second  # both popped some: they did race
     assert not first & second, sorted(first & second)
     assert sorted(popped[0] + popped[1]) == list(range(slots))
+
+
+def _pragma(url: str, name: str):
+    import sqlite3
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        return connection.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_a_new_local_study_file_keeps_a_write_ahead_log_and_settles_into_the_file(tmp_path):
+    import shutil
+
+    from sweeper.study import settle_file
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = make_storage(url, heartbeat_interval=10)
+    assert _pragma(url, "journal_mode") == "wal"
+    with storage.engine.connect() as connection:  # a commit syncs at checkpoints, not each time
+        assert connection.exec_driver_sql("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    study = optuna.create_study(study_name="s", storage=storage)
+    for x in range(5):
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), float(x))
+    settle_file(storage)  # as the sweep does at its end
+    alone = tmp_path / "copy"
+    alone.mkdir()
+    shutil.copy(tmp_path / "study.db", alone / "study.db")  # the file without its -wal and -shm
+    assert len(optuna.load_study(study_name="s", storage=f"sqlite:///{alone / 'study.db'}").trials) == 5
+
+
+def test_a_study_file_on_a_network_file_system_or_made_elsewhere_keeps_its_journal(tmp_path, monkeypatch):
+    import sweeper.study as study_module
+    monkeypatch.setattr(study_module, "file_system_type", lambda path: "nfs4")  # sqlite: WAL does not work there
+    url = f"sqlite:///{tmp_path / 'nfs.db'}"
+    make_storage(url)
+    assert _pragma(url, "journal_mode") == "delete"
+    monkeypatch.undo()
+    made = f"sqlite:///{tmp_path / 'made.db'}"
+    optuna.create_study(study_name="s", storage=made)  # an existing study file, made by Optuna itself
+    make_storage(made)
+    assert _pragma(made, "journal_mode") == "delete"
