@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import OUTCOME, PRUNER, REASON, SLOT, SURPLUS
 from sweeper.redact import redact
+from sweeper.sqlite_file import serialized, write_ahead_log
 
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 
@@ -49,7 +50,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
             _make_parent(url, storage_file(url))
             if storage_file(url) not in (None, ":memory:"):
                 write_ahead_log(storage_file(url))
-            # pysqlite's own BEGIN (None: none) comes only before a write: see _serialized
+            # pysqlite's own BEGIN (None: none) comes only before a write: see sqlite_file.serialized
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
         else:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -59,7 +60,7 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
         for attempt in range(5):
             try:
                 storage = RDBStorage(url, **kwargs)
-                return _serialized(storage) if url.startswith("sqlite:") else storage
+                return serialized(storage) if url.startswith("sqlite:") else storage
             except Exception as err:  # sqlalchemy/psycopg errors: one line, password hidden
                 msg = " ".join(str(err).split())[:300]
                 # two sweepers creating the same new database race on its schema: the loser retries
@@ -92,79 +93,6 @@ def _make_parent(url: str, path: str | None) -> None:
     except OSError as err:
         raise ConfigError("hydra.sweeper.storage", f"cannot create the folder of {redact(url)} ({err.strerror}: "
                           f"{err.filename}); accepted: a path in a folder this user can write") from None
-
-
-def _serialized(storage: RDBStorage) -> RDBStorage:
-    """Each transaction on a sqlite study starts with BEGIN IMMEDIATE (SQLAlchemy's recipe for
-    pysqlite). pysqlite begins a transaction only at the first write, so Optuna's read-then-write
-    steps were not atomic: two sweepers both read a WAITING trial, both set it RUNNING and both
-    ran it. Now the second waits for the first's commit (the busy timeout) and sees it RUNNING."""
-    from sqlalchemy import event
-
-    event.listen(storage.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    if _journal_mode(storage.engine.url.database) == "wal":
-        # with a write-ahead log, NORMAL syncs at checkpoints only: a crash of the sweeper loses nothing,
-        # a power cut at most the last commits, and the file stays consistent (sqlite's documentation)
-        event.listen(storage.engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA synchronous=NORMAL"))
-        storage.engine.dispose()  # the connections Optuna opened to create the tables: reopened with it
-    return storage
-
-
-def settle_file(storage) -> None:
-    """At the sweep's end: a write-ahead log's commits moved into the study file itself, so study.db
-    alone (copied, mailed, opened by another tool) holds the whole study."""
-    engine = getattr(storage, "engine", None)
-    if engine is None or engine.url.get_backend_name() != "sqlite" or _journal_mode(engine.url.database) != "wal":
-        return
-    connection = engine.raw_connection()  # outside a transaction: no BEGIN IMMEDIATE before the pragma
-    try:
-        connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        connection.close()
-
-
-def _journal_mode(path: str | None) -> str | None:
-    import sqlite3
-
-    if not path or path == ":memory:":
-        return None
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            return connection.execute("PRAGMA journal_mode").fetchone()[0]
-    except sqlite3.Error:
-        return None
-
-
-# File systems whose locking sqlite's write-ahead log cannot rely on (its -shm file is shared memory).
-NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
-                        "fuse.glusterfs", "ceph", "fuse.sshfs", "9p", "afs", "panfs", "wekafs")
-
-
-def write_ahead_log(path: str) -> bool:
-    """Puts a new local sqlite study file in WAL mode (it stays so): a commit then costs one sync of
-    the log instead of a rollback journal's several (~0.8 ms against ~3.4 ms here; a sweep commits
-    some 35 times a trial: asks, reports, beats, attributes, tells), and readers (optuna-dashboard,
-    the table's importance) never block the trials. Left as it is on a network file system, where
-    sqlite's own documentation says WAL does not work, and for a file that already exists."""
-    file = Path(path)
-    if file.exists() or file_system_type(file.parent) in NETWORK_FILE_SYSTEMS:
-        return False
-    import sqlite3
-
-    with sqlite3.connect(file) as connection:
-        return connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
-
-
-def file_system_type(path: Path) -> str | None:
-    """The type of the file system holding `path`, from /proc/mounts (None where there is none)."""
-    try:
-        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return None
-    target = str(path.resolve())
-    found = [(point, kind) for point, kind in mounts
-             if target == point or target.startswith(point.rstrip("/") + "/")]
-    return max(found, key=lambda m: len(m[0]))[1] if found else None
 
 
 def _check_journal(path: Path) -> None:

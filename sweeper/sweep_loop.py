@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import best_model, lr_auto, warm_start, search_space as ss
+from sweeper import best_model, lr_auto, sqlite_file, warm_start, search_space as ss
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.background_refresh import BackgroundRefresh
@@ -42,7 +42,7 @@ from sweeper.sampling import make_sampler, sampler_name
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, StaleTrials, heartbeat_interval
 from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
-                           settle_file, stored_pruner_spec, tell_outcome)
+                           stored_pruner_spec, tell_outcome)
 from sweeper.tell import record_finished, reuse_twin
 
 log = logging.getLogger("sweeper")
@@ -242,7 +242,7 @@ class SweepLoop:
         if self.merge_best and best_model.exported_path(self.sweep_dir, table):
             best_model.merge(self.sweep_dir)
         progress.summary(table, self.sweep_dir)
-        settle_file(self.storage)  # after the study's last reader, the printed table's importance
+        sqlite_file.settle_file(self.storage)  # after the study's last reader, the printed table's importance
         if self._spent():
             print(self.budget.note(self.study), flush=True)
         if not ok:

@@ -59,7 +59,7 @@ def _pragma(url: str, name: str):
 def test_a_new_local_study_file_keeps_a_write_ahead_log_and_settles_into_the_file(tmp_path):
     import shutil
 
-    from sweeper.study import settle_file
+    from sweeper.sqlite_file import settle_file
     url = f"sqlite:///{tmp_path / 'study.db'}"
     storage = make_storage(url, heartbeat_interval=10)
     assert _pragma(url, "journal_mode") == "wal"
@@ -76,8 +76,8 @@ def test_a_new_local_study_file_keeps_a_write_ahead_log_and_settles_into_the_fil
 
 
 def test_a_study_file_on_a_network_file_system_or_made_elsewhere_keeps_its_journal(tmp_path, monkeypatch):
-    import sweeper.study as study_module
-    monkeypatch.setattr(study_module, "file_system_type", lambda path: "nfs4")  # sqlite: WAL does not work there
+    import sweeper.sqlite_file as sqlite_file
+    monkeypatch.setattr(sqlite_file, "file_system_type", lambda path: "nfs4")  # sqlite: WAL does not work there
     url = f"sqlite:///{tmp_path / 'nfs.db'}"
     make_storage(url)
     assert _pragma(url, "journal_mode") == "delete"

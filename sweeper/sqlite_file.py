@@ -1,0 +1,80 @@
+"""A study's sqlite file: transactions that serialize, a write-ahead log where the disk allows
+one, and the log moved into the file when the sweep ends (sweeper/study.py opens the storage)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.storages import RDBStorage
+
+
+def serialized(storage: RDBStorage) -> RDBStorage:
+    """Each transaction on a sqlite study starts with BEGIN IMMEDIATE (SQLAlchemy's recipe for
+    pysqlite). pysqlite begins a transaction only at the first write, so Optuna's read-then-write
+    steps were not atomic: two sweepers both read a WAITING trial, both set it RUNNING and both
+    ran it. Now the second waits for the first's commit (the busy timeout) and sees it RUNNING."""
+    from sqlalchemy import event
+
+    event.listen(storage.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    if _journal_mode(storage.engine.url.database) == "wal":
+        # with a write-ahead log, NORMAL syncs at checkpoints only: a crash of the sweeper loses nothing,
+        # a power cut at most the last commits, and the file stays consistent (sqlite's documentation)
+        event.listen(storage.engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA synchronous=NORMAL"))
+        storage.engine.dispose()  # the connections Optuna opened to create the tables: reopened with it
+    return storage
+
+
+def settle_file(storage) -> None:
+    """At the sweep's end: a write-ahead log's commits moved into the study file itself, so study.db
+    alone (copied, mailed, opened by another tool) holds the whole study."""
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.url.get_backend_name() != "sqlite" or _journal_mode(engine.url.database) != "wal":
+        return
+    connection = engine.raw_connection()  # outside a transaction: no BEGIN IMMEDIATE before the pragma
+    try:
+        connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+
+
+def _journal_mode(path: str | None) -> str | None:
+    import sqlite3
+
+    if not path or path == ":memory:":
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            return connection.execute("PRAGMA journal_mode").fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
+# File systems whose locking sqlite's write-ahead log cannot rely on (its -shm file is shared memory).
+NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs",
+                        "fuse.glusterfs", "ceph", "fuse.sshfs", "9p", "afs", "panfs", "wekafs")
+
+
+def write_ahead_log(path: str) -> bool:
+    """Puts a new local sqlite study file in WAL mode (it stays so): a commit then costs one sync of
+    the log instead of a rollback journal's several (~0.8 ms against ~3.4 ms here; a sweep commits
+    some 35 times a trial: asks, reports, beats, attributes, tells), and readers (optuna-dashboard,
+    the table's importance) never block the trials. Left as it is on a network file system, where
+    sqlite's own documentation says WAL does not work, and for a file that already exists."""
+    file = Path(path)
+    if file.exists() or file_system_type(file.parent) in NETWORK_FILE_SYSTEMS:
+        return False
+    import sqlite3
+
+    with sqlite3.connect(file) as connection:
+        return connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+
+
+def file_system_type(path: Path) -> str | None:
+    """The type of the file system holding `path`, from /proc/mounts (None where there is none)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    found = [(point, kind) for point, kind in mounts
+             if target == point or target.startswith(point.rstrip("/") + "/")]
+    return max(found, key=lambda m: len(m[0]))[1] if found else None
