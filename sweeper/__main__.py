@@ -20,13 +20,14 @@ from sweeper.core.errors import ConfigError, exit_bad_input
 from sweeper.core.layout import CONF_DIR, register_resolvers
 from sweeper.core.record import write_result
 from sweeper.core.contract import load_backend, validate
+from sweeper.run_dir import record_command
 
 log = logging.getLogger("sweeper")
 register_resolvers()
 
 
 def _fail(trial_dir: str, reason: str) -> None:
-    write_result(trial_dir, {"state": "failed", "reason": reason})
+    write_result(trial_dir, {"state": "failed", "reason": reason, "command": list(HydraConfig.get().overrides.task)})
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
@@ -43,6 +44,7 @@ def run_trial(cfg: DictConfig) -> float | None:
             from sweeper.reporter import StudyReporter
             reporter = StudyReporter.for_trial(plain, HydraConfig.get().sweep.dir)
         result = backend.run(plain, trial_dir, reporter, started=started)
+        record_command(trial_dir, HydraConfig.get().overrides.task)  # what a later single run there compares
     except ConfigError as err:
         if not in_sweep:
             exit_bad_input(err)

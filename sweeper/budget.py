@@ -18,8 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import (BUDGET_READY, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED, SPACE, TRAINED_ON,
-                                 WARM_FROM)
+from sweeper.core.layout import (BUDGET_READY, EVAL_LOSS, HF_EVAL_LOSS, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED,
+                                 SPACE, TRAINED_ON, WARM_FROM)
 from sweeper.study import counts_toward_budget, enqueue_slot, retry_callback, set_study_marks, study_marks
 from sweeper.sweep_dir import check_same_space
 
@@ -40,6 +40,7 @@ class StudySpec:
     grid: list[dict] | None
     warm: list[tuple[str, dict]] = field(default_factory=list)  # (WARM_FROM mark, params): run first
     trained_on: dict = field(default_factory=dict)  # {"model", "data"}: what a later warm start compares
+    trainer: str | None = None  # the trial backend (trainer.name), whose eval loss the study records
 
 
 def open_study(spec: StudySpec) -> optuna.Study:
@@ -60,7 +61,8 @@ def open_study(spec: StudySpec) -> optuna.Study:
     if created:
         study.set_metric_names(spec.objectives)  # optuna-dashboard's axes say eval_loss, not "Objective 0"
         set_study_marks(spec.storage, spec.name, {SPACE: spec.space_signature, PRUNER: json.dumps(spec.pruner),
-                                                  OBJECTIVE: spec.objectives[0], TRAINED_ON: spec.trained_on})
+                                                  OBJECTIVE: spec.objectives[0], TRAINED_ON: spec.trained_on,
+                                                  **({EVAL_LOSS: HF_EVAL_LOSS} if spec.trainer == "hf" else {})})
         fill_budget(study, spec)
         set_study_marks(spec.storage, spec.name, {BUDGET_READY: True})
         return study
@@ -69,8 +71,19 @@ def open_study(spec: StudySpec) -> optuna.Study:
         time.sleep(0.5)
     check_same_space(spec.name, spec.sweep_dir, study_marks(spec.storage, spec.name).get(SPACE),
                      spec.space_signature)
+    if spec.trainer == "hf" and study_marks(spec.storage, spec.name).get(EVAL_LOSS) != HF_EVAL_LOSS:
+        _warn_older_eval_loss(study, spec)
     fill_budget(study, spec)
     return study
+
+
+def _warn_older_eval_loss(study: optuna.Study, spec: StudySpec) -> None:
+    """A study begun by an lr-sweeper that measured eval loss as the Trainer's mean of batch means."""
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        log.warning("study %r: its earlier trials measured eval_loss as the Trainer's mean of batch means; "
+                    "trials from now on measure it over every answer token of the eval set (they can differ by "
+                    "a few percent): compare old and new trials with care, or start a new sweep.name", spec.name)
+    set_study_marks(spec.storage, spec.name, {EVAL_LOSS: HF_EVAL_LOSS})
 
 
 def fill_budget(study: optuna.Study, spec: StudySpec) -> None:

@@ -177,22 +177,29 @@ def check_argv(argv: list[str], default_conf: Path) -> None:
     p.raise_any()
 
 
+# flags that print (the config, help, completion) and run nothing
+_WRITES_NOTHING = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+                   "--version")
+
+
 def check_output_dir(argv: list[str]) -> None:
     """hydra.run.dir / hydra.sweep.dir as given on the command line, before Hydra writes into them:
     not a file, and a single run's not a finished run of another command."""
-    from sweeper.sweep_dir import check_single_run_dir, not_a_directory
+    from sweeper.run_dir import check_single_run_dir, not_a_directory
 
+    if any(flag in argv for flag in _WRITES_NOTHING):
+        return
     multirun = "-m" in argv or "--multirun" in argv
-    overrides = override_args(argv)
-    given = dict(o.lstrip("+").split("=", 1) for o in overrides if o.lstrip("+").startswith("hydra.") and "=" in o)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    where = given.get(key)
+    overrides = override_args(argv)
+    parsed = OverridesParser.create().parse_overrides(overrides)  # already checked to parse
+    where = next((str(o.value()) for o in parsed if o.key_or_group == key and o.value() is not None), None)
     if not where or "${" in where:
         return  # Hydra's default: a new directory each time
     if multirun:
         not_a_directory(Path(where), key)
     else:
-        check_single_run_dir(Path(where), [o for o in overrides if not o.lstrip("+").startswith("hydra.")])
+        check_single_run_dir(Path(where), [o.input_line for o in parsed if not o.key_or_group.startswith("hydra.")])
 
 
 def run_checked(app) -> None:

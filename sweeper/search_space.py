@@ -160,11 +160,11 @@ def parse(arguments: list[str]) -> SearchSpace:
     return space
 
 
-def integer_axes(space: SearchSpace, is_integer: Callable[[str], bool]) -> None:
+def integer_axes(space: SearchSpace, is_integer: Callable[[str, float, float], bool]) -> None:
     """Hydra intervals are floats; an interval over an integer setting samples integers. Decided
-    from the schema (is_integer), before any point is composed."""
+    from the schema (is_integer(name, low, high)), before any point is composed."""
     for name, dist in list(space.distributions.items()):
-        if isinstance(dist, FloatDistribution) and is_integer(name):
+        if isinstance(dist, FloatDistribution) and is_integer(name, dist.low, dist.high):
             if not (float(dist.low).is_integer() and float(dist.high).is_integer()):
                 raise ConfigError(name, f"interval({dist.low:g}, {dist.high:g}) over an integer setting needs "
                                   f"integer ends; accepted: interval({math.ceil(dist.low)}, {math.floor(dist.high)})")

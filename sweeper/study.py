@@ -31,6 +31,16 @@ def retry_callback() -> RetryHeartbeatStaleTrialCallback:
     return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
 
 
+def absolute_storage_url(url: str) -> str:
+    """A sqlite URL or journal path with a relative path made absolute (recorded in sweep.json and
+    compared with later commands: the same relative URL from another directory is another file)."""
+    path = storage_file(url)
+    if path is None or path == ":memory:" or Path(path).is_absolute():
+        return url
+    absolute = str(Path(path).resolve())
+    return url.replace(path, absolute, 1)
+
+
 def default_storage_url(sweep_dir: str | Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'study.db'}"
 

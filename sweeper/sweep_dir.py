@@ -15,9 +15,10 @@ from pathlib import Path
 from optuna.distributions import BaseDistribution, distribution_to_json
 
 from sweeper.core.errors import ConfigError
-from sweeper.core.layout import CHECKPOINT_GLOBS, read_sweep_info
-from sweeper.core.record import RESULT_FILE
+from sweeper.core.layout import read_sweep_info
 from sweeper.redact import redact
+from sweeper.run_dir import not_a_directory
+from sweeper.sqlite_file import holds_study
 from sweeper.study import storage_file
 
 MIN_FREE_MB = 50  # a study.db, a few checkpoints and the table; a real model needs far more
@@ -40,64 +41,23 @@ def claim(sweep_dir: Path, study_name: str, storage_url: str) -> None:
                           f"search space makes study {study_name!r}; its trials/ would be overwritten; "
                           + _start_anew(sweep_dir))
     ours = redact(storage_url)
-    if owner and theirs and not _same_storage(theirs, ours, sweep_dir):
+    if owner and theirs and not _same_storage(theirs, ours, sweep_dir, owner):
         raise ConfigError("hydra.sweeper.storage", f"{sweep_dir} holds study {owner!r} in {theirs}, not in {ours}: "
                           "a study started there would write its trials over this sweep's; accepted: "
                           f"hydra.sweeper.storage={theirs} (or leave it out if that is the default) to continue "
                           "it, or another sweep.name / hydra.sweep.dir to start anew")
 
 
-def _same_storage(theirs: str, ours: str, sweep_dir: Path) -> bool:
-    """The same URL, the same file spelled another way, or the sweep's own study.db after the sweep
-    directory was moved (its recorded path is the old one)."""
+def _same_storage(theirs: str, ours: str, sweep_dir: Path, study: str) -> bool:
+    """The same URL, the same file spelled another way, or the sweep's own study.db holding the study
+    after the sweep directory was moved or copied (its recorded path is the old one)."""
     if theirs == ours:
         return True
-    a, b = _local_file(theirs), _local_file(ours)
+    a, b = storage_file(theirs), storage_file(ours)
     if a is None or b is None:
         return False
     own = (sweep_dir / "study.db").resolve()
-    return a.resolve() == b.resolve() or (a.name == "study.db" and b.resolve() == own and not a.exists())
-
-
-def _local_file(url: str) -> Path | None:
-    name = storage_file(url)
-    return Path(name) if name else None
-
-
-def not_a_directory(path: Path, field: str) -> None:
-    if path.exists() and not path.is_dir():
-        raise ConfigError(field, f"{path} is a file, not a directory; accepted: a directory (new or existing)")
-
-
-def check_single_run_dir(run_dir: Path, overrides: list[str]) -> None:
-    """A single run (hydra.run.dir=DIR) never writes over a finished run, nor over a sweep's trial.
-    A directory holding a checkpoint resumes it if the checkpoint's config record is this config's
-    (checked as the trial starts: trainers/checkpoints.py); one holding only a result takes only the
-    command that made it. Checked before Hydra writes DIR/.hydra/."""
-    not_a_directory(run_dir, "hydra.run.dir")
-    checkpoints = [p.name for pattern in CHECKPOINT_GLOBS for p in sorted(run_dir.glob(pattern))][:1]
-    held = ([RESULT_FILE] if (run_dir / RESULT_FILE).is_file() else []) + checkpoints
-    if not held:
-        return
-    accepted = f"accepted: an empty directory (another hydra.run.dir), or move {run_dir} aside"
-    theirs = _saved_overrides(run_dir)
-    if any(o.lstrip("+").startswith("trial.number=") for o in theirs or []):
-        raise ConfigError("hydra.run.dir", f"{run_dir} is a trial of a sweep (it holds {', '.join(held)}); a "
-                          f"single run there would overwrite it; {accepted}")
-    if not checkpoints and (theirs is None or sorted(theirs) != sorted(overrides)):
-        what = "no record of its command" if theirs is None else f"the run of `{' '.join(theirs) or '(no overrides)'}`"
-        raise ConfigError("hydra.run.dir", f"{run_dir} holds {what} ({', '.join(held)}); this command would "
-                          f"overwrite it; {accepted}, or that run's own command to resume it")
-
-
-def _saved_overrides(run_dir: Path) -> list[str] | None:
-    import yaml
-
-    try:
-        saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return [str(o) for o in saved] if isinstance(saved, list) else None
+    return Path(a).resolve() == Path(b).resolve() or (Path(b).resolve() == own and holds_study(own, study))
 
 
 def space_signature(distributions: dict[str, BaseDistribution], fixed: list[str]) -> str:
@@ -120,9 +80,9 @@ def check_same_space(study_name: str, sweep_dir: Path, theirs: str | None, ours:
 def check_study_file(url: str) -> None:
     """A default sqlite study file that exists must be a database: an empty file would be
     silently made into a new, empty study."""
-    if not url.startswith("sqlite:///"):
+    if not url.startswith("sqlite:///") or storage_file(url) == ":memory:":
         return
-    path = Path(url.removeprefix("sqlite:///"))
+    path = Path(storage_file(url))
     if path.exists() and path.stat().st_size == 0:
         raise ConfigError("hydra.sweeper.storage", f"{path} is empty (0 bytes), not a study: restore it, or move "
                           f"it aside (mv {path} {path}.bak) and run the same command to start the study anew")

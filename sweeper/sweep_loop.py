@@ -31,7 +31,7 @@ from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
-from sweeper.core.schema import is_integer_key
+from sweeper.core.schema import is_integer_axis
 from sweeper.executors import Executor, TrialLaunch, make_executor
 from sweeper.executors.commands import check_local_devices
 from sweeper.preflight import Preflight
@@ -41,8 +41,8 @@ from sweeper.retries import Lost, resume_from, retry_lost
 from sweeper.sampling import make_sampler, sampler_name
 from sweeper.settings import SweepSettings
 from sweeper.heartbeat import Heartbeat, StaleTrials, heartbeat_interval
-from sweeper.study import (default_storage_url, is_journal, lock_journal, make_storage, set_trial_marks,
-                           stored_pruner_spec, tell_outcome)
+from sweeper.study import (absolute_storage_url, default_storage_url, is_journal, lock_journal, make_storage,
+                           set_trial_marks, stored_pruner_spec, tell_outcome)
 from sweeper.tell import record_finished, reuse_twin
 
 log = logging.getLogger("sweeper")
@@ -61,7 +61,7 @@ class SweepLoop:
         self.s.check()
         check_local_devices(self.config, self.s.parallel, self.s.executor)  # parallel x devices GPUs, before anything is written
         self.space = ss.parse(self.arguments)
-        ss.integer_axes(self.space, is_integer_key)
+        ss.integer_axes(self.space, is_integer_axis)
         with open_dict(self.config):
             if self.config.sweep.name is None:
                 self.config.sweep.name = ss.default_sweep_name(self.space, self.arguments,
@@ -71,7 +71,7 @@ class SweepLoop:
         sweep = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)
         self.layout = SweepLayout(Path(str(self.config.hydra.sweep.dir)).resolve(), str(sweep["subdir"]))
         self.sweep_dir = self.layout.sweep_dir
-        self.storage_url = self.s.storage or default_storage_url(self.sweep_dir)
+        self.storage_url = absolute_storage_url(self.s.storage or default_storage_url(self.sweep_dir))
         dir_checks.claim(self.sweep_dir, self.name, self.storage_url)  # before anything is written into it
         dir_checks.check_study_file(self.storage_url)
         dir_checks.check_free_space(self.sweep_dir)
@@ -107,7 +107,7 @@ class SweepLoop:
             self.name, self.sweep_dir, self.storage, make_sampler(self.sampler_name, self.s.seed),
             self.directions, self.objectives, dir_checks.space_signature(self.space.distributions, self.space.fixed),
             planned_pruner(self.s.pruner_spec(), self.budget, self.n_trials, base), self.n_trials, grid, warm,
-            self.trained_on))
+            self.trained_on, base["trainer"]["name"]))
         self.pruner = stored_pruner_spec(self.storage, self.name)  # a resumed study keeps its own
         announce_plan(self.pruner, self.n_trials, base.get("max_steps"))
         if self.journal_lock is not None and retry_orphans(self.study):

@@ -26,6 +26,9 @@ def files(tmp_path_factory):
     cut = shutil.copytree(EMBEDDED_MODEL, d / "cut")  # an interrupted download: the weights end early
     weights = (cut / "model.safetensors").read_bytes()
     (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    linked = shutil.copytree(EMBEDDED_MODEL, d / "linked")  # a hub cache snapshot copied without its blobs
+    (linked / "model.safetensors").unlink()
+    (linked / "model.safetensors").symlink_to(d / "blobs" / "0123abcd")
     return d
 
 
@@ -74,6 +77,7 @@ SINGLE = [
     (["hydra.sweeper.n_trails=4"], "did you mean hydra.sweeper.n_trials?"),
     (["--config-dir", "{d}/conf", "--config-name", "badcfg"], "lr"),
     (["model.name_or_path={d}/cut"], "model.name_or_path: {d}/cut/model.safetensors is cut short"),
+    (["model.name_or_path={d}/linked"], "model.name_or_path: {d}/linked/model.safetensors is missing"),
     (["scheduler=warmup_stable_decay", "scheduler.decay_type=cosin"], "scheduler.decay_type: 'cosin' is not "
                                                                        "accepted; accepted: cosine, linear, 1-sqrt"),
     (["scheduler=cosine_with_min_lr", "scheduler.min_lr_rate=2"], "scheduler.min_lr_rate: 2 is not accepted"),
@@ -100,6 +104,7 @@ SWEEP = [
     (["lr=1e-4,1e-3", "hydra.sweeper.pruner=percentile", "hydra.sweeper.percentile=high"],
      "hydra.sweeper.percentile: 'high' is not accepted; accepted: a number from 0 to 100"),
     (["lr=1e-4,1e-3", "hydra.sweeper.percentile=150"], "hydra.sweeper.percentile: 150"),
+    (["lr=1e-4,1e-3", "hydra.sweeper.storage=sqlite:////proc/study.db"], "hydra.sweeper.storage: cannot open"),
     (["lr=1e-4,1e-3", "hydra.sweeper.storage=sqlite:////dev/null/sub/study.db"],
      "hydra.sweeper.storage: cannot create the folder of sqlite:////dev/null/sub/study.db"),
     (["lora.r=interval(4.5,16)"], "lora.r: interval(4.5, 16) over an integer setting needs integer ends"),

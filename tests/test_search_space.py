@@ -80,17 +80,23 @@ def test_repeated_values_are_dropped_with_a_warning(caplog):
 
 
 def test_interval_over_an_integer_setting_samples_integers():
-    from sweeper.core.schema import is_integer_key
+    from sweeper.core.schema import is_integer_axis
     space = parse(["max_steps=interval(20,60)", "lora.r=tag(log,interval(4,64))", "micro_batch_size=interval(1,8)",
-                   "lr=interval(1e-4,1e-3)", "lora.alpha=interval(8,32)"])
-    integer_axes(space, is_integer_key)
+                   "lr=interval(1e-4,1e-3)", "lora.alpha=interval(8,32)", "scheduler.warmup=interval(2,20)",
+                   "+not_in_schema=interval(1,4)"])
+    integer_axes(space, is_integer_axis)
     assert space.distributions["max_steps"] == IntDistribution(20, 60)
     assert space.distributions["lora.r"] == IntDistribution(4, 64, log=True)
     assert space.distributions["micro_batch_size"] == IntDistribution(1, 8)  # Any-typed: an integer or auto
     assert space.distributions["lr"] == FloatDistribution(1e-4, 1e-3)
     assert space.distributions["lora.alpha"] == FloatDistribution(8.0, 32.0)  # a float setting stays float
+    assert space.distributions["scheduler.warmup"] == IntDistribution(2, 20)  # whole numbers from 1: steps
+    assert space.distributions["not_in_schema"] == FloatDistribution(1.0, 4.0)
+    ratio = parse(["scheduler.warmup=interval(0,0.2)"])
+    integer_axes(ratio, is_integer_axis)
+    assert ratio.distributions["scheduler.warmup"] == FloatDistribution(0.0, 0.2)  # a ratio of the run
     with pytest.raises(ConfigError, match=r"lora.r: .*accepted: interval\(5, 7\)"):
-        integer_axes(parse(["lora.r=interval(4.5,7.5)"]), is_integer_key)
+        integer_axes(parse(["lora.r=interval(4.5,7.5)"]), is_integer_axis)
 
 
 def test_log_interval_from_zero_is_refused():

@@ -19,8 +19,10 @@ TINY = ["max_steps=4", "eval_interval=2", "save_interval=4", "data.max_eval_exam
 
 
 def snapshot(d):
+    """Every file's digest; sqlite's -shm is left out: an index into the write-ahead log that any
+    connection rewrites as it opens, with no content of its own (sqlite's documentation)."""
     return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file()}
+            for p in sorted(d.rglob("*")) if p.is_file() and not p.name.endswith("-shm")}
 
 
 def one_line_error(proc, code=2):
@@ -63,6 +65,11 @@ def test_a_changed_search_space_never_overwrites_a_sweep(tmp_path):
     line = one_line_error(run_cli([f"hydra.run.dir={sweep / 'trials' / '0'}", *TINY]))
     assert line.startswith("error: hydra.run.dir:") and "a trial of a sweep" in line
     assert snapshot(sweep) == before and snapshot(named) == named_before
+    # a copy of the sweep dir continues in its own study.db (sweep.json records the original's)
+    copy = shutil.copytree(sweep, tmp_path / "copy")
+    copied = run_cli(["-m", "lr=1e-3,1e-2", f"hydra.sweep.dir={copy}", *TINY])
+    assert copied.returncode == 0, copied.stderr[-2000:]
+    assert len(study_trials(copy)) == 2 and snapshot(sweep) == before
     # the identical command continues: nothing re-run, nothing rewritten in the trials
     again = run_cli(["-m", "lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", *TINY])
     assert again.returncode == 0, again.stderr[-2000:]
@@ -184,15 +191,21 @@ def test_ctrl_c_during_the_lr_range_test_is_one_line(tmp_path):
 
 
 def test_a_single_run_never_overwrites_a_finished_run(tmp_path):
-    """A finished run's directory takes only the command that made it (which resumes it)."""
+    """A finished run's directory takes only the command that made it, whatever Hydra rewrote in .hydra/."""
+    def kept(d):  # the run's own files (Hydra rewrites .hydra/ and its log for any command it starts)
+        return {k: v for k, v in snapshot(d).items() if not k.startswith(".hydra") and not k.endswith(".log")}
     run = tmp_path / "run"
     first = run_cli([f"hydra.run.dir={run}", *TINY])
     assert first.returncode == 0, first.stderr[-2000:]
+    before = kept(run)
+    line = one_line_error(run_cli([f"hydra.run.dir={run}", "lr=1e-2", *TINY]))  # its checkpoint refuses it
+    assert "holds a checkpoint of another config" in line and kept(run) == before
     shutil.rmtree(next(run.glob("checkpoint-*")))  # what keep_checkpoints removes: the result is all that guards it
-    before = snapshot(run)
+    before = kept(run)
     line = one_line_error(run_cli([f"hydra.run.dir={run}", "lr=1e-2", *TINY]))
-    assert line.startswith("error: hydra.run.dir:") and "would overwrite it" in line and "result.json" in line
-    assert snapshot(run) == before
+    assert line.startswith("error: hydra.run.dir:") and "holds a complete run of `" in line, line
+    assert kept(run) == before
+    assert run_cli([f"hydra.run.dir={run}", "lr=1e-2", *TINY, "--cfg", "job"]).returncode == 0  # prints only
     (tmp_path / "file").write_text("x")
     line = one_line_error(run_cli([f"hydra.run.dir={tmp_path / 'file'}", *TINY]))
     assert "is a file, not a directory" in line

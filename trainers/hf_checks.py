@@ -88,6 +88,8 @@ def weights_problem(model_dir: Path) -> str | None:
     if missing:
         return f"{index} names {missing[0]}, which is missing ({len(missing)} of {len(shards)} shards)"
     for path in sorted(model_dir.glob("*.safetensors")):
+        if not path.is_file():  # a link to nothing: a hub cache snapshot copied without its blobs
+            return f"{path} is missing (a link to {path.resolve()}, which is not there)"
         size = path.stat().st_size
         try:
             with open(path, "rb") as f:

@@ -122,3 +122,5 @@ BUDGET_READY = "lr_sweeper:budget_ready"  # study: its budget is enqueued (other
 SPENT = "lr_sweeper:spent"            # trial: {"seconds", "steps", "gpu_seconds"} it used; study: their sum
 WARM_FROM = "lr_sweeper:warm_from"    # trial: "<study>#<number>" whose config it carries (a warm start)
 TRAINED_ON = "lr_sweeper:trained_on"  # study: {"model", "data"} its trials fine-tuned
+EVAL_LOSS = "lr_sweeper:eval_loss"    # study: how its trainer=hf trials measure eval loss
+HF_EVAL_LOSS = "answer-token mean"    # over every answer token of the eval set (trainers/trainer_setup.py)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sweeper.core.errors import ConfigError, Problems
-from sweeper.core.values import at_least, choice, get_dotted, number, positive_int, show  # noqa: F401 (re-exported)
+from sweeper.core.values import at_least, between, choice, get_dotted, number, positive_int, show  # noqa: F401 (re-exported)
 
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine",
               "cosine_with_min_lr", "warmup_stable_decay")
@@ -220,19 +220,11 @@ def _check_scheduler(cfg: Mapping, max_steps: int | None) -> None:
                           f"max_steps {max_steps}; accepted: fewer steps than the run, or a ratio < 1")
     # the keys of single schedulers (cosine_with_min_lr, warmup_stable_decay): checked whichever runs,
     # so a typo shows before the sweep that would reach it
-    for key, low, high, strict in (("min_lr_rate", 0, 1, False), ("decay_ratio", 0, 1, True),
-                                   ("min_lr_ratio", 0, 1, False)):
+    for key, strict in (("min_lr_rate", False), ("decay_ratio", True), ("min_lr_ratio", False)):
         if get_dotted(cfg, f"scheduler.{key}") is not None:
-            _fraction(cfg, f"scheduler.{key}", low, high, strict)
+            between(cfg, f"scheduler.{key}", 0, 1, strict_low=strict)
     if get_dotted(cfg, "scheduler.decay_type") is not None:
         choice(cfg, "scheduler.decay_type", DECAY_TYPES)
-
-
-def _fraction(cfg: Mapping, key: str, low: float, high: float, strict_low: bool) -> None:
-    accepted = f"a number {'>' if strict_low else '>='} {low:g} and <= {high:g}"
-    value = number(cfg, key, accepted)
-    if value > high or value < low or (strict_low and value == low):
-        raise ConfigError(key, f"{value:g} is not accepted; accepted: {accepted}")
 
 
 def _check_lora(cfg: Mapping) -> None:

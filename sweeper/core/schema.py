@@ -167,17 +167,21 @@ def type_problem(key: str, value: Any) -> str | None:
 
 # Any-typed keys whose numbers are integers (the other value they take is a word: auto)
 INTEGER_OR_WORD = ("micro_batch_size", "max_seq_length")
+STEPS_OR_RATIO = ("scheduler.warmup",)  # an integer >= 1 counts steps; below 1, a ratio of the run
 
 
-def is_integer_key(key: str) -> bool:
-    """Whether the schema's `key` holds an integer: Hydra's interval() always gives floats, so a
-    sweep asks this before it composes a point (8.0 is no value for lora.r, and would reach an
-    Any-typed micro_batch_size as a float)."""
+def is_integer_axis(key: str, low: float, high: float) -> bool:
+    """Whether interval(low, high) over the schema's `key` draws integers: Hydra's interval() always
+    gives floats, so a sweep asks this before it composes a point (8.0 is no value for lora.r, and
+    would reach an Any-typed micro_batch_size as a float). A warmup interval of whole numbers from
+    1 up is one of steps."""
     if key in INTEGER_OR_WORD:
         return True
+    if key in STEPS_OR_RATIO:
+        return low >= 1 and float(low).is_integer() and float(high).is_integer()
     node = _schema_node()
     for part in key.split("."):
-        node = node._get_node(part) if isinstance(node, DictConfig) else None
-        if node is None:
-            return False
+        if not isinstance(node, DictConfig) or part not in node:
+            return False  # not the schema's (an added +key): left as the interval gives it
+        node = node._get_node(part)
     return isinstance(node, IntegerNode)

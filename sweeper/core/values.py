@@ -50,6 +50,15 @@ def at_least(cfg: Mapping, key: str, low: float, accepted: str, *, integer: bool
     return value
 
 
+def between(cfg: Mapping, key: str, low: float, high: float, *, strict_low: bool = False) -> float:
+    """A finite number in [low, high] ((low, high] when strict_low)."""
+    accepted = f"a number {'>' if strict_low else '>='} {low:g} and <= {high:g}"
+    value = at_least(cfg, key, low, accepted, strict=strict_low)
+    if value > high:
+        raise ConfigError(key, f"{value:g} is not accepted; accepted: {accepted}")
+    return value
+
+
 def choice(cfg: Mapping, key: str, accepted) -> str:
     value = get_dotted(cfg, key)
     if not isinstance(value, str) or value not in accepted:
