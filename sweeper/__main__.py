@@ -60,11 +60,12 @@ def run_trial(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """The CLI. It ends the process itself (os._exit) once everything is written: the interpreter's
-    teardown with torch, transformers and peft loaded finalizes their modules one by one (0.2-1 s
-    here), for every run, every pool trial and every sweep. By then result.json and the tables are
-    written atomically, TensorBoard flushed after each log, the study committed and the logs
-    flushed below. An uncaught error still exits the usual way, with its traceback."""
+    """The CLI. It ends the process itself once everything is written: the interpreter's teardown with
+    torch, transformers and peft loaded finalizes their modules one by one (0.2-1 s here), for every
+    run, every pool trial and every sweep. What an exit must still do runs first, as Python runs it:
+    thread and process pools shut down (a joblib launcher's workers), other threads joined, the
+    atexit handlers. By then result.json and the tables are written atomically, TensorBoard flushed
+    after each log, the study committed. An uncaught error exits the usual way, with its traceback."""
     try:
         run_checked(run_trial)
         code = 0
@@ -74,15 +75,18 @@ def main() -> None:
 
 
 def end_process(code) -> None:
-    """os._exit with SystemExit's meaning of `code` (None: 0, a number, a message: printed, 1)."""
-    import logging as logging_module
+    """Python's exit without its module teardown. `code` as SystemExit takes it (None: 0, a number,
+    a message: printed, 1)."""
+    import atexit
     import os
     import sys
+    import threading
 
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    logging_module.shutdown()
+    threading._shutdown()  # as the interpreter begins its exit: executors stopped, other threads joined
+    atexit._run_exitfuncs()  # then its atexit handlers (logging.shutdown among them)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code or 0)
