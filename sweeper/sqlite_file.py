@@ -71,7 +71,7 @@ LOCAL_FILE_SYSTEMS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bc
 
 def write_ahead_log(path: str) -> bool:
     """Puts a new local sqlite study file in WAL mode (it stays so): a commit then costs one sync of
-    the log instead of a rollback journal's several (~0.8 ms against ~3.4 ms here; a sweep commits
+    the log instead of a rollback journal's several (~0.8 ms against ~2 ms here; a sweep commits
     some 35 times a trial: asks, reports, beats, attributes, tells), and readers (optuna-dashboard,
     the table's importance) never block the trials. Only on a local disk (sqlite's documentation: WAL
     does not work over a network file system), and never for a file that already exists; a file
