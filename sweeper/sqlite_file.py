@@ -39,14 +39,19 @@ def holds_study(path: Path, name: str) -> bool:
 
 def settle_file(storage) -> None:
     """At the sweep's end: a write-ahead log's commits moved into the study file itself, so study.db
-    alone (copied, mailed, opened by another tool) holds the whole study. PASSIVE: it waits for no
-    reader nor writer (another sweeper's trials go on); what a reader still holds stays in the log."""
+    alone (copied, mailed, opened by another tool) holds the whole study, and the log is emptied. It
+    waits for nobody (busy timeout 0): with another sweeper's trials or a reader about, it copies what
+    it can, as a PASSIVE checkpoint does, and the rest stays in the log."""
     engine = getattr(storage, "engine", None)
     if engine is None or engine.url.get_backend_name() != "sqlite" or _journal_mode(engine.url.database) != "wal":
         return
     connection = engine.raw_connection()  # outside a transaction: no BEGIN IMMEDIATE before the pragma
+    db = connection.driver_connection
     try:
-        connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        timeout = db.execute("PRAGMA busy_timeout").fetchone()[0]
+        db.execute("PRAGMA busy_timeout=0")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute(f"PRAGMA busy_timeout={int(timeout)}")  # the connection goes back to the pool
     finally:
         connection.close()
 

@@ -69,6 +69,7 @@ def test_a_new_local_study_file_keeps_a_write_ahead_log_and_settles_into_the_fil
     for x in range(5):
         study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), float(x))
     settle_file(storage)  # as the sweep does at its end
+    assert (tmp_path / "study.db-wal").stat().st_size == 0  # emptied into study.db
     alone = tmp_path / "copy"
     alone.mkdir()
     shutil.copy(tmp_path / "study.db", alone / "study.db")  # the file without its -wal and -shm
