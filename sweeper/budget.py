@@ -69,9 +69,9 @@ def open_study(spec: StudySpec) -> optuna.Study:
     deadline = time.time() + 60  # another sweeper is creating it: wait for its budget
     while not study_marks(spec.storage, spec.name).get(BUDGET_READY) and time.time() < deadline:
         time.sleep(0.5)
-    check_same_space(spec.name, spec.sweep_dir, study_marks(spec.storage, spec.name).get(SPACE),
-                     spec.space_signature)
-    if spec.trainer == "hf" and study_marks(spec.storage, spec.name).get(EVAL_LOSS) != HF_EVAL_LOSS:
+    marks = study_marks(spec.storage, spec.name)
+    check_same_space(spec.name, spec.sweep_dir, marks.get(SPACE), spec.space_signature)
+    if spec.trainer == "hf" and marks.get(EVAL_LOSS) != HF_EVAL_LOSS:
         _warn_older_eval_loss(study, spec)
     fill_budget(study, spec)
     return study

@@ -25,16 +25,8 @@ def serialized(storage: RDBStorage) -> RDBStorage:
 
 
 def holds_study(path: Path, name: str) -> bool:
-    """Whether the sqlite file at `path` holds an Optuna study of this name (read only)."""
-    import sqlite3
-
-    if not path.is_file():
-        return False
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            return connection.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone() is not None
-    except sqlite3.Error:
-        return False
+    """Whether the sqlite file at `path` holds an Optuna study of this name."""
+    return path.is_file() and _read_only(path, "SELECT 1 FROM studies WHERE study_name = ?", (name,)) is not None
 
 
 def settle_file(storage) -> None:
@@ -57,13 +49,19 @@ def settle_file(storage) -> None:
 
 
 def _journal_mode(path: str | None) -> str | None:
-    import sqlite3
-
     if not path or path == ":memory:":
         return None
+    row = _read_only(path, "PRAGMA journal_mode")
+    return row[0] if row else None
+
+
+def _read_only(path: str | Path, query: str, args: tuple = ()) -> tuple | None:
+    """The first row of a query on a sqlite file opened read only (None: no row, or not a database)."""
+    import sqlite3
+
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            return connection.execute("PRAGMA journal_mode").fetchone()[0]
+            return connection.execute(query, args).fetchone()
     except sqlite3.Error:
         return None
 

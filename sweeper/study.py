@@ -57,9 +57,10 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         kwargs = {}
         if url.startswith("sqlite:"):
-            _make_parent(url, storage_file(url))
-            if storage_file(url) not in (None, ":memory:"):
-                write_ahead_log(storage_file(url))
+            path = storage_file(url)
+            _make_parent(url, path)
+            if path not in (None, ":memory:"):
+                write_ahead_log(path)
             # pysqlite's own BEGIN (None: none) comes only before a write: see sqlite_file.serialized
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
         else:
