@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import time
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from sweeper.core.gc_freeze import long_lived_imports
 
-from sweeper.cli_checks import run_checked
-from sweeper.core.errors import ConfigError, exit_bad_input
-from sweeper.core.layout import CONF_DIR, register_resolvers
-from sweeper.core.record import write_result
-from sweeper.core.contract import load_backend, validate
-from sweeper.run_dir import record_command
+with long_lived_imports():  # Hydra, OmegaConf and Optuna stay loaded for the process's life
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf
+
+    from sweeper.cli_checks import run_checked
+    from sweeper.core.errors import ConfigError, exit_bad_input
+    from sweeper.core.layout import CONF_DIR, register_resolvers
+    from sweeper.core.record import write_result
+    from sweeper.core.contract import load_backend, validate
+    from sweeper.run_dir import record_command
 
 log = logging.getLogger("sweeper")
 register_resolvers()

@@ -11,24 +11,26 @@ of another config is refused, never trained on nor deleted (checkpoints.py).
 """
 from __future__ import annotations
 
-import gc
 import logging
 import time
 import weakref
 from pathlib import Path
 
-from sweeper.core.layout import FINAL_MODEL
-from sweeper.core.record import TrialState, write_result
-from sweeper.core.rules import check_hyperparameters, devices
-from trainers.batch_size import candidates, free_memory, halve, is_out_of_memory
-from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, TrialOutcome
-from trainers.checkpoints import config_fingerprint, is_finished, load_finished, newest_complete_checkpoint, \
-    resume_point
-from trainers.distributed import is_main_process
-from trainers.hf_checks import check_model
-from trainers.prepare import Prepared, prepare
-from trainers.summary import summarize
-from trainers.trainer_setup import SweepTrainer, build_trainer, steps_plan
+from sweeper.core.gc_freeze import long_lived_imports
+
+with long_lived_imports():  # torch, transformers and peft load here, unscanned
+    from sweeper.core.layout import FINAL_MODEL
+    from sweeper.core.record import TrialState, write_result
+    from sweeper.core.rules import check_hyperparameters, devices
+    from trainers.batch_size import candidates, free_memory, halve, is_out_of_memory
+    from trainers.callbacks import DivergenceGuard, FitClock, MetricsFile, PruningReporter, TrialOutcome
+    from trainers.checkpoints import config_fingerprint, is_finished, load_finished, newest_complete_checkpoint, \
+        resume_point
+    from trainers.distributed import is_main_process
+    from trainers.hf_checks import check_model
+    from trainers.prepare import Prepared, prepare
+    from trainers.summary import summarize
+    from trainers.trainer_setup import SweepTrainer, build_trainer, steps_plan
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,3 @@ def evaluate_last_step(trainer: SweepTrainer, metrics: MetricsFile) -> None:
     final = trainer.evaluate()
     metrics.append({"step": trainer.state.global_step, **{k: v for k, v in final.items() if isinstance(v, float)}})
 
-
-# torch, transformers and peft leave hundreds of thousands of long-lived objects behind at import.
-# Moving them out of the collector's sight makes each full collection (the Trainer runs one per
-# train(), and we run one after each trial to free the model) ~10x cheaper.
-gc.freeze()
