@@ -18,6 +18,9 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 .PHONY: setup setup-litgpt demo test test-fast bench gpu-check tensorboard dashboard report clean tiny
 
 setup: $(STAMP)
+	@# our own modules' bytecode, which a machine with PYTHONDONTWRITEBYTECODE=1 never writes: without
+	@# it every trial process compiles them again (~0.08 s of each start on 2 cores); a stale one is ignored
+	@$(BIN)/python -m compileall -q sweeper trainers hydra_plugins bench > /dev/null
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
