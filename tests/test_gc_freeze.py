@@ -1,15 +1,12 @@
-"""sweeper.core.gc_freeze.py: the cycle collector waits while long-lived imports load, then skips them."""
+"""sweeper/core/gc_freeze.py: the cycle collector waits while long-lived imports load, then skips them."""
 import gc
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from sweeper.core.gc_freeze import long_lived_imports
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -46,8 +43,8 @@ def test_a_collector_already_off_stays_off(collector_state):
 def test_importing_the_trainer_leaves_collection_on_and_torch_frozen():
     probe = ("import gc, trainers.train, torch; "
              "print(gc.isenabled(), gc.get_freeze_count(), len(gc.get_objects()))")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout.split()
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.split()  # conftest set HF_HUB_OFFLINE for children too
     enabled, frozen, tracked = out[0] == "True", int(out[1]), int(out[2])
     assert enabled
     assert frozen > 10 * tracked  # torch, transformers and peft: frozen, not left for full collections
