@@ -14,14 +14,15 @@ litgpt: the run itself is trainers/litgpt_run.py.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Mapping
 
 from sweeper.core.contract import Reporter
 from sweeper.core.errors import ConfigError
 from sweeper.core.rules import devices
-from trainers.litgpt_config import TARGETS, base_config, targets
-from trainers.process_trial import ProcessBackend, common_problems
+from trainers.litgpt_config import CHILD_PRELOAD, TARGETS, base_config, targets
+from trainers.process_trial import ProcessBackend, common_problems, warm_up
 
 INSTALL = "pip install -e '.[litgpt]' (a checkout) or pip install 'lr-sweeper[litgpt]'"
 CHECKPOINT_FILES = ("lit_model.pth", "model_config.yaml")
@@ -97,6 +98,11 @@ class LitGPTBackend(ProcessBackend):
             except ConfigError as err:
                 errors.append(err)
         return errors
+
+    def warm_up(self, cfg: Mapping) -> None:
+        """LitGPT's imports, in the interpreter the first one-device trial's child will be."""
+        if devices(cfg) == 1:
+            warm_up(sys.executable, CHILD_PRELOAD)
 
     def run(self, cfg: Mapping, trial_dir: Path, reporter: Reporter | None = None,
             started: float | None = None) -> dict:

@@ -27,6 +27,9 @@ LITGPT_KEYS = {
 }
 QUANTIZE = {"none": None, "4bit": "bnb.nf4"}  # QLoRA's NF4, as our hf backend's 4bit
 TARGETS = ("query", "key", "value", "projection", "mlp", "head")
+# what `python -m litgpt` imports before its first step (~5 s on 2 cores): a one-device trial's
+# child may be an interpreter that imported it while the sweep set up (trainers/warm_interpreter.py)
+CHILD_PRELOAD = "litgpt.__main__"
 def targets(cfg: Mapping) -> list[str]:
     value = cfg["lora"].get("targets") or []
     return [value] if isinstance(value, str) else list(value)

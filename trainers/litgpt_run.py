@@ -30,7 +30,7 @@ from sweeper.core.rules import derive
 from trainers.data import IGNORE, build_datasets
 from trainers.hf_checks import has_cuda_gpu
 from trainers.light_tokenizer import LightTokenizer
-from trainers.litgpt_config import litgpt_config
+from trainers.litgpt_config import CHILD_PRELOAD, litgpt_config
 from trainers.process_trial import ChildTrial, run_child
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def run_litgpt(cfg: dict, trial_dir: Path, reporter=None, started: float | None 
     logs = LitGPTLogs(trial_dir / OUT_DIR / "logs" / "csv", accumulation)
     child = ChildTrial(
         argv=[sys.executable, "-m", "litgpt", "finetune_lora", "--config", str(native.resolve())],
-        read_rows=logs, max_steps=total, note=note,
+        read_rows=logs, max_steps=total, note=note, preload=CHILD_PRELOAD if config["devices"] == 1 else None,
         no_metrics_hint=f"(no val_loss in {trial_dir / OUT_DIR / 'logs' / 'csv'}: see {trial_dir / 'stderr.log'})",
         measure=lambda rows: {**logs.measure(), "truncation": report.as_dict(), "effective_lr": derived.effective_lr,
                               "micro_batch_size": int(cfg["micro_batch_size"]),

@@ -29,6 +29,7 @@ from sweeper.core import trial_env
 from sweeper.core.errors import ConfigError
 from sweeper.core.record import TrialResult, TrialState, append_metrics, write_result
 from sweeper.core.rules import flat_params
+from trainers import warm_interpreter
 from trainers.divergence import divergence, reference_loss
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ChildTrial:
     note: str = ""                        # said in the trial's reason (e.g. a restart from step 0)
     measure: Callable[[list[dict]], dict] = lambda rows: {}  # the backend's own figures for result.json
     failure: Callable[[], str | None] = lambda: None  # why a failed child failed, if it says so itself
+    preload: str | None = None            # argv is `python -m ...` importing this first: a warm interpreter may run it
 
 
 @dataclass
@@ -67,9 +69,12 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
     trial_dir, started = Path(trial_dir), started or time.time()
     trial_dir.mkdir(parents=True, exist_ok=True)
     watch = Watch()
+    env = {**trial_env.environment(), **child.env}
     with open(trial_dir / STDOUT_LOG, "ab") as out, open(trial_dir / STDERR_LOG, "wb") as err:
-        proc = subprocess.Popen(child.argv, cwd=child.cwd, stdout=out, stderr=err, start_new_session=True,
-                                env={**trial_env.environment(), **child.env}, preexec_fn=die_with_parent)
+        proc = (child.preload and warm_interpreter.take(child.argv, child.cwd, env, trial_dir / STDOUT_LOG,
+                                                        trial_dir / STDERR_LOG, child.preload)) \
+            or subprocess.Popen(child.argv, cwd=child.cwd, stdout=out, stderr=err, start_new_session=True, env=env,
+                                preexec_fn=die_with_parent)
         try:
             while True:
                 ended = proc.poll() is not None  # read once more after the end: the last rows count
@@ -86,6 +91,12 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
     result = _result(child, cfg, trial_dir, watch, proc.returncode, time.time() - started)
     write_result(trial_dir, result)
     return result.to_dict()
+
+
+def warm_up(python: str, preload: str, cwd: Path | None = None) -> None:
+    """A child interpreter importing `preload` now, for the next ChildTrial with that preload to
+    take (trainers/warm_interpreter.py); it starts as run_child starts a child."""
+    warm_interpreter.prestart(python, preload, trial_env.environment(), cwd or Path.cwd(), preexec_fn=die_with_parent)
 
 
 def die_with_parent() -> None:

@@ -53,6 +53,9 @@ class TrialBackend(Protocol):
     def merge(self, cfg: Mapping, adapter_dir: Path, out_dir: Path) -> Path:
         """The adapter in adapter_dir merged into cfg's base model, saved to out_dir."""
 
+    # optional: warm_up(cfg) starts, without waiting for it, what a trial of cfg in this process
+    # will wait for first (the litgpt backend: its child's interpreter and imports); see warm_up below
+
 
 def backend_name(cfg: Mapping) -> str:
     trainer = cfg.get("trainer") or {}
@@ -65,6 +68,14 @@ def load_backend(cfg: Mapping) -> TrialBackend:
         raise ConfigError("trainer", f"{name!r} is not accepted; accepted: {', '.join(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def warm_up(cfg: Mapping) -> None:
+    """Called by a sweep whose trials run in its own process, once its first config is known and
+    before the study is opened, so the backend's start-up overlaps the sweep's."""
+    start = getattr(load_backend(cfg), "warm_up", None)
+    if start is not None:
+        start(cfg)
 
 
 def validate(cfg: Mapping, backend: TrialBackend | None = None, read_data: bool = True) -> None:

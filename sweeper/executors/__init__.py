@@ -22,7 +22,13 @@ from pathlib import Path
 
 from sweeper.executors.base import Executor, TrialLaunch
 
-__all__ = ["Executor", "TrialLaunch", "make_executor"]
+__all__ = ["Executor", "TrialLaunch", "make_executor", "runs_in_process"]
+
+
+def runs_in_process(config, settings) -> bool:
+    """Trials run one at a time in the sweeper's own process (parallel=1, Hydra's basic launcher)."""
+    return (settings.executor != "slurm" and settings.parallel == 1
+            and config.hydra.runtime.choices.get("hydra/launcher") == "basic")
 
 
 def make_executor(config, hydra_context, task_function, settings, sweep_dir: Path) -> Executor:
@@ -41,10 +47,10 @@ def make_executor(config, hydra_context, task_function, settings, sweep_dir: Pat
 
         folder = Path(settings.slurm.log_dir or sweep_dir / "slurm").resolve()
         return SlurmExecutor(settings.slurm, trial_command(config), folder, devices, str(config.sweep.name))
-    in_process = config.hydra.runtime.choices.get("hydra/launcher") == "basic"
-    if parallel > 1 and in_process:
+    basic_launcher = config.hydra.runtime.choices.get("hydra/launcher") == "basic"
+    if parallel > 1 and basic_launcher:
         return PoolExecutor(parallel, trial_command(config), visible_gpus(), devices=devices)
-    if in_process:
+    if runs_in_process(config, settings):
         return InProcessExecutor(config, hydra_context, task_function, GROUPS)
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=hydra_context, task_function=task_function, config=config)
