@@ -32,7 +32,7 @@ from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPL
 from sweeper.core.record import write_json_atomic
 from sweeper.core.rules import OBJECTIVES, SECOND_OBJECTIVES
 from sweeper.core.schema import is_integer_axis
-from sweeper.core.contract import warm_up
+from sweeper.core.contract import start_early
 from sweeper.executors import Executor, TrialLaunch, make_executor, runs_in_process
 from sweeper.executors.commands import check_local_devices
 from sweeper.preflight import Preflight
@@ -89,7 +89,7 @@ class SweepLoop:
         base = preflight.base()
         preflight.check(base)
         if runs_in_process(self.config, self.s):
-            warm_up(base)  # e.g. a LitGPT child's imports, alongside the study's set-up below
+            start_early(base)  # e.g. a LitGPT child's imports, alongside the study's set-up below
         self.sampler_name = sampler_name(self.s.sampler, self.space.is_grid)
         grid = self.space.grid() if self.sampler_name == "grid" else None
         self.n_trials = self.s.n_trials or (len(grid) if grid else 100 if self.s.budget else 10)  # a budget decides

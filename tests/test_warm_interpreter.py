@@ -11,7 +11,7 @@ import pytest
 
 from sweeper.core.record import read_metrics
 from trainers import warm_interpreter
-from trainers.process_trial import ChildTrial, run_child, warm_up
+from trainers.process_trial import ChildTrial, run_child, start_child_early
 
 from conftest import compose
 
@@ -24,6 +24,13 @@ with open("seen.json", "w") as f:
     json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "x": os.environ.get("X"), "path0": sys.path[0],
                "main": __name__, "preloaded": "early" in sys.modules}, f)
 sys.exit(3)
+"""
+# a trial's child: two logged steps, each saying whether the preload was imported before it ran
+TRIAL_CHILD = """
+import json, os, sys
+for step in (1, 2):
+    with open(os.environ["LR_SWEEPER_METRICS"], "a") as f:
+        f.write(json.dumps({"step": step, "loss": 1.0, "eval_loss": 1.0 / step, "warm": "early" in sys.modules}) + "\\n")
 """
 EARLY = 'import sys\nprint("said while importing", file=sys.stderr)\n'
 
@@ -93,13 +100,10 @@ def test_an_interpreter_that_died_while_importing_leaves_the_trial_to_a_fresh_st
     assert not warm_interpreter._ready
 
 
-def test_run_child_takes_the_interpreter_warm_up_started(workdir, monkeypatch):
-    child_code = ("import json, os, sys\nfor step in (1, 2):\n    with open(os.environ['LR_SWEEPER_METRICS'], 'a') as f:\n"
-                  "        f.write(json.dumps({'step': step, 'loss': 1.0, 'eval_loss': 1.0 / step,"
-                  " 'warm': 'early' in sys.modules}) + '\\n')\n")
-    (workdir / "trial_child.py").write_text(child_code)
+def test_run_child_takes_the_interpreter_started_early(workdir, monkeypatch):
+    (workdir / "trial_child.py").write_text(TRIAL_CHILD)
     monkeypatch.chdir(workdir)
-    warm_up(sys.executable, "early", workdir)
+    start_child_early(sys.executable, "early", workdir)
     def child(trial):
         return ChildTrial(argv=[sys.executable, "-m", "trial_child"], read_rows=lambda: read_metrics(trial),
                           cwd=workdir, env={"LR_SWEEPER_METRICS": str(trial / "metrics.jsonl")},

@@ -22,7 +22,7 @@ from sweeper.core.contract import Reporter
 from sweeper.core.errors import ConfigError
 from sweeper.core.rules import devices
 from trainers.litgpt_config import CHILD_PRELOAD, TARGETS, base_config, targets
-from trainers.process_trial import ProcessBackend, common_problems, warm_up
+from trainers.process_trial import ProcessBackend, common_problems, start_child_early
 
 INSTALL = "pip install -e '.[litgpt]' (a checkout) or pip install 'lr-sweeper[litgpt]'"
 CHECKPOINT_FILES = ("lit_model.pth", "model_config.yaml")
@@ -99,10 +99,10 @@ class LitGPTBackend(ProcessBackend):
                 errors.append(err)
         return errors
 
-    def warm_up(self, cfg: Mapping) -> None:
+    def start_early(self, cfg: Mapping) -> None:
         """LitGPT's imports, in the interpreter the first one-device trial's child will be."""
         if devices(cfg) == 1:
-            warm_up(sys.executable, CHILD_PRELOAD)
+            start_child_early(sys.executable, CHILD_PRELOAD)
 
     def run(self, cfg: Mapping, trial_dir: Path, reporter: Reporter | None = None,
             started: float | None = None) -> dict:

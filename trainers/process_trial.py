@@ -93,7 +93,7 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
     return result.to_dict()
 
 
-def warm_up(python: str, preload: str, cwd: Path | None = None) -> None:
+def start_child_early(python: str, preload: str, cwd: Path | None = None) -> None:
     """A child interpreter importing `preload` now, for the next ChildTrial with that preload to
     take (trainers/warm_interpreter.py); it starts as run_child starts a child."""
     warm_interpreter.prestart(python, preload, trial_env.environment(), cwd or Path.cwd(), preexec_fn=die_with_parent)

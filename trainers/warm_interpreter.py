@@ -2,11 +2,11 @@
 
 `python -m litgpt finetune_lora ...` spends its first ~5 s (2 CPU cores) importing LitGPT,
 Lightning and torch before its first step. A sweep that runs its trials in its own process
-starts one such interpreter while it is still setting up (the backend's warm_up), so those
+starts one such interpreter while it is still setting up (the backend's start_early), so those
 imports run on another core alongside the sweep's start-up, and the trial's child is at its
 first step sooner.
 
-    prestart(sys.executable, "litgpt.__main__", env, cwd)        # returns at once (process_trial.warm_up)
+    prestart(sys.executable, "litgpt.__main__", env, cwd)        # returns at once (process_trial.start_child_early)
     proc = take([sys.executable, "-m", "litgpt", ...], cwd, env, stdout_path, stderr_path)
     # a Popen already running that command, or None: start one the usual way
 

@@ -53,8 +53,8 @@ class TrialBackend(Protocol):
     def merge(self, cfg: Mapping, adapter_dir: Path, out_dir: Path) -> Path:
         """The adapter in adapter_dir merged into cfg's base model, saved to out_dir."""
 
-    # optional: warm_up(cfg) starts, without waiting for it, what a trial of cfg in this process
-    # will wait for first (the litgpt backend: its child's interpreter and imports); see warm_up below
+    # optional: start_early(cfg) starts, without waiting for it, what a trial of cfg in this process
+    # will wait for first (the litgpt backend: its child's interpreter and imports); see start_early below
 
 
 def backend_name(cfg: Mapping) -> str:
@@ -70,10 +70,10 @@ def load_backend(cfg: Mapping) -> TrialBackend:
     return getattr(importlib.import_module(module), cls)()
 
 
-def warm_up(cfg: Mapping) -> None:
+def start_early(cfg: Mapping) -> None:
     """Called by a sweep whose trials run in its own process, once its first config is known and
     before the study is opened, so the backend's start-up overlaps the sweep's."""
-    start = getattr(load_backend(cfg), "warm_up", None)
+    start = getattr(load_backend(cfg), "start_early", None)
     if start is not None:
         start(cfg)
 
