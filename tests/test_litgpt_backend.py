@@ -134,6 +134,8 @@ def test_a_tpe_median_sweep_of_litgpt_trials_prunes_live_and_its_bests_rerun(lit
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = {int(d.name): read_result(d) for d in (sweep / "trials").iterdir()}
     assert len(results) == 6 and all(r["trainer"] == "litgpt" for r in results.values())
+    # the first trial's child was the interpreter started while the sweep set up; the others started cold
+    assert [results[n]["child_started_early"] for n in range(6)] == [True] + [False] * 5
     pruned = [n for n, r in results.items() if r["state"] == "pruned"]
     assert pruned, {n: (r["state"], r["reason"]) for n, r in results.items()}
     for n in pruned:  # LitGPT's own log stops before max_steps (20 optimizer steps = 40 micro-batches)

@@ -111,9 +111,10 @@ def test_run_child_takes_the_interpreter_started_early(workdir, monkeypatch):
 
     trial = workdir / "trial"
     result = run_child(child(trial), compose(["trainer=command"]), trial, None)
-    assert result["state"] == "complete", result
+    assert result["state"] == "complete" and result["child_started_early"], result
     assert [r["warm"] for r in read_metrics(trial)] == [True, True]
     assert (trial / "stderr.log").read_text() == "said while importing\n"
     # the next trial finds no warm interpreter and starts its child as before
     again = run_child(child(workdir / "trial2"), compose(["trainer=command"]), workdir / "trial2", None)
-    assert again["state"] == "complete" and not read_metrics(workdir / "trial2")[0]["warm"]
+    assert again["state"] == "complete" and not again["child_started_early"]
+    assert not read_metrics(workdir / "trial2")[0]["warm"]

@@ -71,10 +71,11 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
     watch = Watch()
     env = {**trial_env.environment(), **child.env}
     with open(trial_dir / STDOUT_LOG, "ab") as out, open(trial_dir / STDERR_LOG, "wb") as err:
-        proc = (child.preload and warm_interpreter.take(child.argv, child.cwd, env, trial_dir / STDOUT_LOG,
-                                                        trial_dir / STDERR_LOG, child.preload)) \
-            or subprocess.Popen(child.argv, cwd=child.cwd, stdout=out, stderr=err, start_new_session=True, env=env,
-                                preexec_fn=die_with_parent)
+        proc = warm_interpreter.take(child.argv, child.cwd, env, trial_dir / STDOUT_LOG, trial_dir / STDERR_LOG,
+                                     child.preload) if child.preload else None
+        started_early = proc is not None
+        proc = proc or subprocess.Popen(child.argv, cwd=child.cwd, stdout=out, stderr=err, start_new_session=True,
+                                        env=env, preexec_fn=die_with_parent)
         try:
             while True:
                 ended = proc.poll() is not None  # read once more after the end: the last rows count
@@ -88,7 +89,7 @@ def run_child(child: ChildTrial, cfg: dict, trial_dir: str | Path, reporter=None
         finally:
             if proc.poll() is None:  # the watcher itself was interrupted: never leave the child running
                 stop(proc, 2.0)
-    result = _result(child, cfg, trial_dir, watch, proc.returncode, time.time() - started)
+    result = _result(child, cfg, trial_dir, watch, proc.returncode, time.time() - started, started_early)
     write_result(trial_dir, result)
     return result.to_dict()
 
@@ -151,7 +152,7 @@ def _stderr_tail(trial_dir: Path, lines: int = 5) -> str:
 
 
 def _result(child: ChildTrial, cfg: dict, trial_dir: Path, watch: Watch, returncode: int,
-            wall_seconds: float) -> TrialResult:
+            wall_seconds: float, started_early: bool) -> TrialResult:
     objective, rows = cfg["objective"], watch.rows
     evals = [r for r in rows if isinstance(r.get(objective), (int, float)) and r["step"] > 0]
     state, reason = watch.state, watch.reason
@@ -169,6 +170,7 @@ def _result(child: ChildTrial, cfg: dict, trial_dir: Path, watch: Watch, returnc
         "train_loss": losses[-1] if losses else None, "first_train_loss": losses[0] if losses else None,
         "steps": max((r["step"] for r in rows), default=0), "max_steps": child.max_steps,
         "wall_seconds": round(wall_seconds, 3), "exit_code": returncode, "trainer": cfg["trainer"]["name"],
+        "child_started_early": started_early,  # its interpreter had imported before the trial began
         **child.measure(rows),
     }
     return TrialResult(state=state, reason=reason, params=flat_params(cfg), objective=objective,
