@@ -30,6 +30,8 @@ TARGETS = ("query", "key", "value", "projection", "mlp", "head")
 # what `python -m litgpt` imports before its first step (~5 s on 2 cores): a one-device trial's
 # child may be an interpreter that imported it while the sweep set up (trainers/warm_interpreter.py)
 CHILD_PRELOAD = "litgpt.__main__"
+
+
 def targets(cfg: Mapping) -> list[str]:
     value = cfg["lora"].get("targets") or []
     return [value] if isinstance(value, str) else list(value)
