@@ -17,12 +17,12 @@ from conftest import compose
 
 # what the child module records about how it runs; it exits 3 so the code is seen to come back
 PROBE = """
-import json, os, sys
+import gc, json, os, sys
 print("to stdout")
 print("to stderr", file=sys.stderr)
 with open("seen.json", "w") as f:
     json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "x": os.environ.get("X"), "path0": sys.path[0],
-               "main": __name__, "preloaded": "early" in sys.modules}, f)
+               "main": __name__, "collecting": gc.isenabled(), "preloaded": "early" in sys.modules}, f)
 sys.exit(3)
 """
 # a trial's child: two logged steps, each saying whether the preload was imported before it ran
@@ -64,7 +64,7 @@ def test_a_warm_interpreter_runs_the_module_as_python_m_does(workdir):
     seen_cold = json.loads((workdir / "seen.json").read_text())
     assert warm.returncode == cold.returncode == 3
     assert seen_warm["preloaded"] and not seen_cold["preloaded"]
-    for key in ("argv", "cwd", "x", "path0", "main"):
+    for key in ("argv", "cwd", "x", "path0", "main", "collecting"):
         assert seen_warm[key] == seen_cold[key], key
     assert (workdir / "out.log").read_text() == cold.stdout == "to stdout\n"
     # what it said while importing comes first, then what the run said
