@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -159,5 +160,6 @@ def test_a_rank_that_fails_gives_the_trial_its_reason(tmp_path):
     cfg = compose([*FAST, "devices=2", f"model.name_or_path={tmp_path / 'no-model'}"])  # unchecked: run() direct
     result = HFBackend().run(cfg, tmp_path / "trial")
     assert result["state"] == "failed" and result["world_size"] == 2
-    assert "rank 0: ConfigError: model.name_or_path" in result["reason"], result["reason"]
+    # both ranks fail alike; torchrun stops the other once the first has failed, so either may be the one
+    assert re.search(r"rank [01]: ConfigError: model\.name_or_path", result["reason"]), result["reason"]
     assert _leftover_ranks(tmp_path / "trial") == []
