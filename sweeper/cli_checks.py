@@ -63,9 +63,12 @@ def _flat_keys(node, prefix: str = "") -> set[str]:
     return keys
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: every config file is read at each start
+
+
 def _yaml(path: Path):
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_SAFE_LOADER)
     except (OSError, yaml.YAMLError):
         return None  # Hydra says what is wrong with the file itself
 
@@ -215,6 +218,7 @@ def run_checked(app) -> None:
 
     from sweeper.core.errors import exit_bad_input
     from sweeper.core.layout import CONF_DIR
+    from sweeper.hydra_mode import read_mode_from_flags
 
     try:
         check_argv(sys.argv[1:], CONF_DIR)
@@ -222,6 +226,7 @@ def run_checked(app) -> None:
     except ConfigError as err:
         exit_bad_input(err)
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    read_mode_from_flags(sys.argv[1:])
     try:
         app()
     except (HydraException, OmegaConfBaseException) as err:
