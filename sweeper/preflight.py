@@ -13,18 +13,20 @@ from omegaconf import OmegaConf, open_dict
 
 from sweeper import search_space as ss
 from sweeper.cli_checks import GROUPS
+from sweeper.composer import Composer
 from sweeper.core.contract import load_backend, validate
 from sweeper.core.errors import ConfigError
 
 
 class Preflight:
-    def __init__(self, config, hydra_context, space: ss.SearchSpace):
-        self.config, self.hydra_context, self.space = config, hydra_context, space
+    def __init__(self, composer: Composer, space: ss.SearchSpace):
+        self.composer, self.space = composer, space
 
     def compose(self, overrides: list[str]) -> dict:
-        """A trial's config as plain data, composed by Hydra as the trial itself will be."""
+        """A trial's config as plain data, composed as an in-process trial's is (the sweep's first
+        trial reuses the composition)."""
         try:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            cfg = self.composer.compose(overrides)
         except HydraException as err:
             raise ConfigError("", " ".join(str(err).split())[:300]) from None
         with open_dict(cfg):

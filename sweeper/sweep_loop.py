@@ -27,6 +27,7 @@ from sweeper import best_model, lr_auto, sqlite_file, warm_start, search_space a
 from sweeper import sweep_dir as dir_checks
 from sweeper.budget import StudySpec, enqueue_repeats, open_study, retry_orphans
 from sweeper.background_refresh import BackgroundRefresh
+from sweeper.composer import Composer
 from sweeper.compute_budget import announce_plan, parse_budget, planned_pruner
 from sweeper.core.layout import REPEAT_OF, REPEAT_SEED, SLOT, STORAGE_ENV, SURPLUS, SweepLayout
 from sweeper.core.record import write_json_atomic
@@ -77,7 +78,8 @@ class SweepLoop:
         dir_checks.check_study_file(self.storage_url)
         dir_checks.check_free_space(self.sweep_dir)
         redact_hydra_config(self.config)
-        preflight = Preflight(self.config, self.hydra_context, self.space)
+        self.composer = Composer(self.config, self.hydra_context)  # shared by the preflight and in-process trials
+        preflight = Preflight(self.composer, self.space)
         for word in ("auto", "prior"):  # an explicit range never reaches here: it is a distribution
             if f"lr={word}" in self.space.fixed:
                 self.space.fixed.remove(f"lr={word}")
@@ -228,7 +230,7 @@ class SweepLoop:
     def run(self):
         self.setup()
         self.results = BackgroundRefresh(self.sweep_dir)  # mid-sweep results, off the trials' path
-        executor = make_executor(self.config, self.hydra_context, self.task_function, self.s, self.sweep_dir)
+        executor = make_executor(self.composer, self.task_function, self.s, self.sweep_dir)
         progress = Progress(self.study, self.n_trials, self.objectives[0], self.directions[0] == "minimize",
                             budget=self.budget)
         trials = f"{self.n_trials} trial" + ("" if self.n_trials == 1 else "s")

@@ -31,16 +31,17 @@ def runs_in_process(config, settings) -> bool:
             and config.hydra.runtime.choices.get("hydra/launcher") == "basic")
 
 
-def make_executor(config, hydra_context, task_function, settings, sweep_dir: Path) -> Executor:
-    """settings: the sweeper's SweepSettings (executor, parallel, slurm)."""
+def make_executor(composer, task_function, settings, sweep_dir: Path) -> Executor:
+    """composer: the sweep's Composer (its config and Hydra context); settings: the sweeper's SweepSettings
+    (executor, parallel, slurm)."""
     from hydra.core.plugins import Plugins
 
-    from sweeper.cli_checks import GROUPS
     from sweeper.executors.commands import trial_command, visible_gpus
     from sweeper.executors.inprocess import InProcessExecutor
     from sweeper.executors.launcher import LauncherExecutor
     from sweeper.executors.pool import PoolExecutor
 
+    config, hydra_context = composer.config, composer.hydra_context
     devices, parallel = int(config.get("devices") or 1), settings.parallel
     if settings.executor == "slurm":
         from sweeper.executors.slurm import SlurmExecutor
@@ -51,7 +52,7 @@ def make_executor(config, hydra_context, task_function, settings, sweep_dir: Pat
     if parallel > 1 and basic_launcher:
         return PoolExecutor(parallel, trial_command(config), visible_gpus(), devices=devices)
     if runs_in_process(config, settings):
-        return InProcessExecutor(config, hydra_context, task_function, GROUPS)
+        return InProcessExecutor(composer, task_function)
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=hydra_context, task_function=task_function, config=config)
     return LauncherExecutor(launcher)
