@@ -60,6 +60,10 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
         if url.startswith("sqlite:"):
             path = storage_file(url)
             _make_parent(url, path)
+            # a file this call creates gets Optuna's schema and alembic stamp from this very Optuna:
+            # its check against the newest revision would load alembic's scripts a third time (~0.05 s)
+            new = path in (None, ":memory:") or not Path(path).exists()  # None: sqlite:// in memory
+            kwargs["skip_compatibility_check"] = new
             if path not in (None, ":memory:"):
                 write_ahead_log(path)
             # pysqlite's own BEGIN (None: none) comes only before a write: see sqlite_file.serialized

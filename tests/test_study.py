@@ -87,3 +87,19 @@ def test_a_study_file_on_a_network_file_system_or_made_elsewhere_keeps_its_journ
     optuna.create_study(study_name="s", storage=made)  # an existing study file, made by Optuna itself
     make_storage(made)
     assert _pragma(made, "journal_mode") == "delete"
+
+
+def test_a_new_study_file_opens_and_an_existing_one_is_still_checked_against_this_optuna(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from sweeper.core.errors import ConfigError
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="s", storage=make_storage(url)).enqueue_trial({"x": 1.0})
+    assert len(optuna.load_study(study_name="s", storage=make_storage(url)).trials) == 1
+    with sqlite3.connect(tmp_path / "study.db") as db:  # a file another Optuna's schema stamped
+        db.execute("UPDATE alembic_version SET version_num = 'v0.9.0.a'")
+    with pytest.raises(ConfigError, match="cannot open"):
+        make_storage(url)
