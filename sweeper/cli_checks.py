@@ -230,10 +230,10 @@ def run_checked(app) -> None:
     try:
         app()
     except (HydraException, OmegaConfBaseException) as err:
-        exit_bad_input(ConfigError("", _compose_problem(err)))
+        exit_bad_input(ConfigError("", compose_problem(err)))
 
 
-def _compose_problem(err: BaseException) -> str:
+def compose_problem(err: BaseException) -> str:
     """`full_key: reason` from Hydra's and OmegaConf's messages (the cause holds the key)."""
     cause = err.__cause__ or err.__context__ or err
     key = getattr(cause, "full_key", None) or getattr(err, "full_key", None)

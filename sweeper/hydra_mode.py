@@ -12,14 +12,26 @@ from __future__ import annotations
 # private, under the hydra-core<1.4 pin: tests/test_hydra_mode.py fails clearly if it moves
 from hydra._internal.hydra import Hydra
 
-_USER_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+OUR_CONFIG_NAME = "config"  # conf/config.yaml; a pool or SLURM trial's command names it with --config-name
 _HYDRA_GET_MODE = Hydra.get_mode
 _command = {"ours": False}  # the command line of this process's run_checked
 
 
 def only_our_configs(argv: list[str]) -> bool:
-    """True when the config composed is lr-sweeper's own and nothing on the line sets hydra.mode."""
-    return not any(arg.split("=", 1)[0] in _USER_CONFIG_FLAGS or "hydra.mode" in arg for arg in argv)
+    """True when the config composed is lr-sweeper's own and nothing on the line could set hydra.mode:
+    no config dir or path (argparse takes any prefix, --config-d), no config name but ours, no
+    `hydra.mode=`, `hydra={...}` or extra `hydra.searchpath`."""
+    args = iter(argv)
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        if flag.startswith("--config") or flag in ("-cd", "-cp", "-cn"):
+            value = value if eq else next(args, "")
+            names_config = flag == "-cn" or (len(flag) > len("--config-") and "--config-name".startswith(flag))
+            if not names_config or value != OUR_CONFIG_NAME:
+                return False
+        elif flag.lstrip("+~") == "hydra" or flag.lstrip("+~").startswith(("hydra.mode", "hydra.searchpath")):
+            return False
+    return True
 
 
 def _get_mode(self, config_name, overrides):

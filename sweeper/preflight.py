@@ -10,9 +10,10 @@ import copy
 import optuna
 from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from sweeper import search_space as ss
-from sweeper.cli_checks import GROUPS
+from sweeper.cli_checks import GROUPS, compose_problem
 from sweeper.composer import Composer
 from sweeper.core.contract import load_backend, validate
 from sweeper.core.errors import ConfigError
@@ -29,6 +30,8 @@ class Preflight:
             cfg = self.composer.compose(overrides)
         except HydraException as err:
             raise ConfigError("", " ".join(str(err).split())[:300]) from None
+        except OmegaConfBaseException as err:  # a value the schema refuses, set into the composed config
+            raise ConfigError("", compose_problem(err)) from None
         with open_dict(cfg):
             del cfg["hydra"]
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)

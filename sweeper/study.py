@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import optuna
@@ -20,6 +21,7 @@ from sweeper.core.layout import OUTCOME, PRUNER, REASON, SLOT, SURPLUS
 from sweeper.redact import redact
 from sweeper.sqlite_file import serialized, write_ahead_log
 
+_rdb_modules_loaded = False  # an RDB storage was built in this process (see make_storage)
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "patient", "none")
 
 
@@ -55,6 +57,7 @@ def grace_period(heartbeat_interval: int) -> int:
 
 def make_storage(url: str, heartbeat_interval: int | None = None):
     """An Optuna storage; RDB storages get heartbeats and retry of crashed trials."""
+    global _rdb_modules_loaded
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         kwargs = {}
         if url.startswith("sqlite:"):
@@ -75,10 +78,12 @@ def make_storage(url: str, heartbeat_interval: int | None = None):
                           heartbeat_stale_trial_callback=retry_callback())
         for attempt in range(5):
             try:
-                # the first one loads sqlalchemy, Optuna's models and alembic (its revision scripts for a
-                # new file): ~0.1 s of its ~0.5 s went to the collector's passes over what they allocate
-                with long_lived_imports():
+                # the process's first one loads sqlalchemy, Optuna's models and alembic: ~0.1 s of its
+                # ~0.5 s went to the collector's passes over what they allocate. Later ones are built
+                # as usual (a freeze then would keep an earlier storage's uncollected cycles for good)
+                with long_lived_imports() if not _rdb_modules_loaded else nullcontext():
                     storage = RDBStorage(url, **kwargs)
+                _rdb_modules_loaded = True
                 return serialized(storage) if url.startswith("sqlite:") else storage
             except Exception as err:  # sqlalchemy/psycopg errors: one line, password hidden
                 msg = " ".join(str(err).split())[:300]

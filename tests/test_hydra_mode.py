@@ -46,10 +46,17 @@ def test_our_own_configs_are_not_composed_for_the_mode(tmp_path):
 
 @pytest.mark.parametrize("argv, ours", [
     (["-m", "lr=1e-3,3e-4"], True),
+    (["--config-name", "config", "seed=1"], True),  # a pool or SLURM trial's own command
+    (["-cn", "config", "--cfg", "job"], True),
     (["--config-dir", "results/x", "--config-name", "best"], False),
     (["--config-dir=results/x"], False),
+    (["--config-d", "results/x"], False),  # argparse takes a flag's prefix
+    (["--config-n=best"], False),
     (["-cn", "other"], False),
+    (["-cp", "elsewhere"], False),
     (["hydra.mode=RUN"], False),
+    (["hydra={mode:MULTIRUN}"], False),
+    (["hydra.searchpath=[file:///tmp/mine]"], False),
 ])
 def test_which_command_lines_are_ours(argv, ours):
     assert hydra_mode.only_our_configs(argv) is ours

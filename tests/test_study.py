@@ -103,3 +103,27 @@ def test_a_new_study_file_opens_and_an_existing_one_is_still_checked_against_thi
         db.execute("UPDATE alembic_version SET version_num = 'v0.9.0.a'")
     with pytest.raises(ConfigError, match="cannot open"):
         make_storage(url)
+
+
+def test_a_later_storage_leaves_earlier_garbage_to_the_collector(tmp_path):
+    """Only the process's first RDB storage loads its modules with the collector held off and frozen
+    after; a freeze at every storage would keep whatever cycles were waiting for good."""
+    import gc
+    import weakref
+
+    make_storage(f"sqlite:///{tmp_path / 'first.db'}")
+
+    class Node:
+        pass
+
+    gc.disable()  # no automatic pass may free the cycle before the second storage is built
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle: only the collector frees it
+        gone = weakref.ref(a)
+        del a, b
+        make_storage(f"sqlite:///{tmp_path / 'second.db'}")
+        gc.collect()
+    finally:
+        gc.enable()
+    assert gone() is None
