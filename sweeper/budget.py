@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import (BUDGET_READY, EVAL_LOSS, HF_EVAL_LOSS, OBJECTIVE, PRUNER, REPEAT_OF, REPEAT_SEED,
-                                 SPACE, TRAINED_ON, WARM_FROM)
-from sweeper.study import counts_toward_budget, enqueue_slot, retry_callback, set_study_marks, study_marks
+                                 SLOT, SPACE, SURPLUS, TRAINED_ON, WARM_FROM)
+from sweeper.study import (counts_toward_budget, enqueue_slot, retry_callback, set_study_marks, set_trial_marks,
+                           study_marks, tell_outcome)
 from sweeper.sweep_dir import check_same_space
 
 log = logging.getLogger("sweeper")
@@ -113,6 +114,26 @@ def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
     if any(marks for _, marks in slots):
         log.info("warm start: %d config(s) of study %r run first", sum(1 for _, m in slots if m),
                  warm[0][0].rsplit("#", 1)[0])
+
+
+def ask_slot(study: optuna.Study, storage, distributions: dict, waiting: list[FrozenTrial]
+             ) -> tuple[optuna.Trial, FrozenTrial] | None:
+    """A budget slot of the study (a WAITING trial) and its stored record (marks, retry history),
+    or None when none is left. `waiting`: the slots a recent read of the study saw; the ask pops
+    one of them, or one enqueued since (read then)."""
+    while waiting:
+        trial = study.ask(fixed_distributions=distributions)
+        frozen = next((t for t in waiting if t.number == trial.number), None) or next(
+            t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        waiting[:] = [t for t in waiting if t.number != trial.number]
+        if frozen.system_attrs.get(SLOT):
+            return trial, frozen
+        # another sweeper popped the last slot between our look and our ask: a new trial, no slot
+        set_trial_marks(storage, study.study_name, trial.number, {SURPLUS: True})
+        tell_outcome(trial, "failed", "surplus: another sweeper took the study's last slot")
+        study.tell(trial, state=TrialState.FAIL)
+        waiting[:] = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return None
 
 
 def retry_orphans(study: optuna.Study) -> int:

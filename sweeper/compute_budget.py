@@ -15,7 +15,9 @@ budget screens every trial slot briefly and promotes the best (first rung x 4 pe
 reduction factor), instead of running a few trials to the end. Planned once, when the study is made.
 
     b = parse_budget("13steps")
-    b.spent(study) >= b.limit     # True once the trials' steps add up to 13
+    b.spent(study.get_trials(deepcopy=False)) >= b.limit     # True once the trials' steps add up to 13
+
+The sweep loop reads the study once per round and passes that read here (`trials`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.core.errors import ConfigError
 from sweeper.core.layout import SPENT
@@ -41,16 +43,17 @@ class Budget:
     limit: float   # in the kind's unit (seconds, steps, GPU-seconds)
     text: str      # as the user wrote it
 
-    def spent(self, study: optuna.Study) -> float:
-        return total(study)[self.kind]
+    def spent(self, trials: list[FrozenTrial]) -> float:
+        return total(trials)[self.kind]
 
-    def is_spent(self, study: optuna.Study) -> bool:
+    def is_spent(self, trials: list[FrozenTrial]) -> bool:
         """No new trial starts once the study's finished trials have used the budget up."""
-        return self.spent(study) >= self.limit
+        return self.spent(trials) >= self.limit
 
     def note(self, study: optuna.Study) -> str:
-        left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        return (f"budget spent: {self.describe(self.spent(study))} (hydra.sweeper.budget={self.text}); {left} "
+        trials = study.get_trials(deepcopy=False)
+        left = sum(t.state == TrialState.WAITING for t in trials)
+        return (f"budget spent: {self.describe(self.spent(trials))} (hydra.sweeper.budget={self.text}); {left} "
                 "trial(s) of the study not started; run the same command with a larger hydra.sweeper.budget "
                 "to continue")
 
@@ -84,18 +87,22 @@ def used(result: dict) -> dict:
             "gpu_seconds": seconds * int(result.get("world_size") or 1)}
 
 
-def total(study: optuna.Study) -> dict:
+def total(trials: list[FrozenTrial]) -> dict:
     out = dict.fromkeys(KINDS, 0.0)
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         for kind, value in (t.system_attrs.get(SPENT) or {}).items():
             out[kind] = out.get(kind, 0.0) + value
     return out
 
 
-def record(study: optuna.Study, storage, number: int, result: dict | None) -> None:
+def record(storage, study_name: str, number: int, result: dict | None) -> None:
     """Before the trial is told (a finished trial's attributes are frozen)."""
-    set_trial_marks(storage, study.study_name, number, {SPENT: used(result or {})})
-    set_study_marks(storage, study.study_name, {SPENT: total(study)})
+    set_trial_marks(storage, study_name, number, {SPENT: used(result or {})})
+
+
+def record_total(storage, study_name: str, trials: list[FrozenTrial]) -> None:
+    """The study's sum, for a reader of the storage, from a read taken after the trials were told."""
+    set_study_marks(storage, study_name, {SPENT: total(trials)})
 
 
 REDUCTION_FACTOR = 4  # Optuna's SuccessiveHalvingPruner default

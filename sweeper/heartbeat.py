@@ -15,6 +15,7 @@ it, so it goes stale from then on instead of keeping every later sweeper waiting
 from __future__ import annotations
 
 import threading
+import time
 
 import optuna
 from optuna.storages import fail_stale_trials
@@ -60,8 +61,15 @@ class StaleTrials:
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage):
         self.study, self.storage = study, storage
         self.seen: set[int] = set()  # RUNNING trials given their one beat
+        self.interval, self.checked_at = heartbeat_interval(storage) or 0, None
 
     def check(self) -> None:
+        """At most once per heartbeat interval: a trial goes stale only after two intervals without a
+        beat, and each look reads every unfinished trial (a budget's waiting slots too)."""
+        now = time.monotonic()
+        if self.checked_at is not None and now - self.checked_at < self.interval:
+            return
+        self.checked_at = now
         fail_stale_trials(self.study)
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if trial.number not in self.seen:

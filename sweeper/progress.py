@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.core.layout import OUTCOME, REPEAT_OF, SURPLUS
 from sweeper.study import counts_toward_budget
@@ -28,8 +28,8 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, study, n_trials: int, objective: str, minimize: bool = True, stream=None, budget=None):
-        self.study, self.n_trials, self.objective, self.minimize = study, n_trials, objective, minimize
+    def __init__(self, n_trials: int, objective: str, minimize: bool = True, stream=None, budget=None):
+        self.n_trials, self.objective, self.minimize = n_trials, objective, minimize
         self.budget = budget  # compute_budget.Budget: its spent part joins the line
         self.stream = stream or sys.stdout
         self.started_at = time.time()
@@ -40,9 +40,8 @@ class Progress:
         seed = f" (seed repeat, seed={repeat_seed})" if repeat_seed is not None else ""
         print(f"  trial {number} started: {shown or 'defaults'}{seed}", file=self.stream, flush=True)
 
-    def standing(self) -> tuple[dict[str, int], int, tuple[float, int] | None]:
-        """(counts by state, total planned, (best value, trial)) over the whole study."""
-        trials = self.study.get_trials(deepcopy=False)
+    def standing(self, trials: list[FrozenTrial]) -> tuple[dict[str, int], int, tuple[float, int] | None]:
+        """(counts by state, total planned, (best value, trial)) over the whole study (`trials`)."""
         counts = dict.fromkeys(STATES, 0)
         best = None
         for t in trials:
@@ -56,13 +55,14 @@ class Progress:
         repeats = sum(1 for t in trials if t.system_attrs.get(REPEAT_OF) is not None and counts_toward_budget(t))
         return counts, self.n_trials + repeats, best
 
-    def finished(self, number: int, result: dict) -> None:
+    def finished(self, number: int, result: dict, trials: list[FrozenTrial]) -> None:
+        """`trials`: a read of the study taken after this trial was told."""
         self.done_here += 1
-        counts, total, best = self.standing()
+        counts, total, best = self.standing(trials)
         done = sum(counts.values())
         elapsed = time.time() - self.started_at
         left = elapsed / self.done_here * max(0, total - done)
-        spent = self.budget.spent(self.study) if self.budget else 0.0
+        spent = self.budget.spent(trials) if self.budget else 0.0
         if spent > 0:  # the budget ends the sweep first when its pace says so
             left = min(left, elapsed * max(0.0, self.budget.limit - spent) / spent)
         best_text = f"best {self.objective} {best[0]:.4g} (trial {best[1]})" if best else "no best yet"

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import best_model
 from sweeper import sweep_dir as dir_checks
@@ -28,7 +28,7 @@ def record_finished(study: optuna.Study, storage, trial: optuna.Trial, trial_dir
     None when another sweeper failed it as stale meanwhile (its beats came late): its retry runs it."""
     try:
         best_model.attach_adapter(trial, storage, sweep_dir, trial_dir)
-        record_spent(study, storage, trial.number, read_result(trial_dir))
+        record_spent(storage, study.study_name, trial.number, read_result(trial_dir))
         return tell(study, trial, trial_dir, exit_code, objectives)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # study.tell says ValueError
         if not next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).state.is_finished():
@@ -63,12 +63,14 @@ def tell(study: optuna.Study, trial: optuna.Trial, trial_dir: Path, exit_code: i
     return {**result, "state": state}
 
 
-def reuse_twin(study: optuna.Study, storage, trial: optuna.Trial, marks: dict) -> dict | None:
-    """A sampled config the study already finished is not trained again (seed repeats are
-    meant to be): the trial takes its twin's result, as Optuna's FAQ recommends."""
+def reuse_twin(study: optuna.Study, storage, trial: optuna.Trial, marks: dict,
+               trials: list[FrozenTrial]) -> dict | None:
+    """A sampled config the study already finished (in `trials`, a read of the study) is not
+    trained again (seed repeats are meant to be): the trial takes its twin's result, as Optuna's
+    FAQ recommends."""
     if marks.get(REPEAT_OF) is not None:
         return None
-    twin = finished_twin(study.get_trials(deepcopy=False), trial,
+    twin = finished_twin(trials, trial,
                          skip=lambda t: t.system_attrs.get(REPEAT_OF) is not None)
     if twin is None:
         return None
