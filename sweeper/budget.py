@@ -116,11 +116,15 @@ def fill_budget(study: optuna.Study, spec: StudySpec) -> None:
                  warm[0][0].rsplit("#", 1)[0])
 
 
-def ask_slot(study: optuna.Study, storage, distributions: dict, waiting: list[FrozenTrial]
+def ask_slot(study: optuna.Study, storage, distributions: dict, waiting: list[FrozenTrial], free: int = 1
              ) -> tuple[optuna.Trial, FrozenTrial] | None:
     """A budget slot of the study (a WAITING trial) and its stored record (marks, retry history),
     or None when none is left. `waiting`: the slots a recent read of the study saw; the ask pops
-    one of them, or one enqueued since (read then)."""
+    one of them, or one enqueued since (read then). `free`: the slots the caller is about to fill;
+    when the read saw no more than that, the slots are read again first, as another sweeper may have
+    taken the last ones since (an ask with none left makes a surplus trial)."""
+    if len(waiting) <= free:
+        waiting[:] = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     while waiting:
         trial = study.ask(fixed_distributions=distributions)
         frozen = next((t for t in waiting if t.number == trial.number), None) or next(

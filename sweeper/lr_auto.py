@@ -30,9 +30,17 @@ def prior(base: dict, why_prefix: str = "lr=prior") -> optuna.distributions.Floa
     return optuna.distributions.FloatDistribution(low, high, log=True)
 
 
-def interval(word: str, config, base: dict, overrides: list[str], sweep_dir: Path):
-    """lr=prior or lr=auto: the lr distribution the sweep searches."""
-    return prior(base) if word == "prior" else auto_interval(config, base, overrides, sweep_dir)
+def resolve(space, config, preflight, sweep_dir: Path) -> None:
+    """lr=auto or lr=prior among the fixed overrides (search_space.SearchSpace) becomes lr's
+    distribution. An explicit range never reaches here: it is a distribution already."""
+    for word in ("auto", "prior"):
+        if f"lr={word}" in space.fixed:
+            space.fixed.remove(f"lr={word}")
+            first = preflight.base()
+            preflight.check(first)  # bad input fails before the range test runs
+            space.distributions["lr"] = prior(first) if word == "prior" else auto_interval(
+                config, first, space.fixed + preflight.point_overrides(0), sweep_dir)
+            space.prefixes["lr"] = ""
 
 
 def auto_interval(config, base: dict, overrides: list[str], sweep_dir: Path) -> optuna.distributions.FloatDistribution:

@@ -73,6 +73,13 @@ class Progress:
               f"        {shown} | {best_text} | elapsed {_clock(elapsed)}, ~{_clock(left)} left{budget}",
               file=self.stream, flush=True)
 
+    def finished_all(self, told: list[tuple[int, dict]], trials: list[FrozenTrial]) -> None:
+        """The lines of trials told one after another (a poll that returned several), from one read
+        taken after the last tell: each line counts the study without the trials told after its own."""
+        for i, (number, result) in enumerate(told):
+            later = {n for n, _ in told[i + 1:]}
+            self.finished(number, result, [t for t in trials if t.number not in later])
+
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:
         from sweeper.best_model import exported_path
         from sweeper.collect import sweep_info

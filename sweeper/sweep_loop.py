@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import warnings
+from contextlib import suppress
 from pathlib import Path
 
 import optuna
@@ -80,14 +81,7 @@ class SweepLoop:
         redact_hydra_config(self.config)
         self.composer = Composer(self.config, self.hydra_context)  # shared by the preflight and in-process trials
         preflight = Preflight(self.composer, self.space)
-        for word in ("auto", "prior"):  # an explicit range never reaches here: it is a distribution
-            if f"lr={word}" in self.space.fixed:
-                self.space.fixed.remove(f"lr={word}")
-                first = preflight.base()
-                preflight.check(first)  # bad input fails before the range test runs
-                self.space.distributions["lr"] = lr_auto.interval(
-                    word, self.config, first, self.space.fixed + preflight.point_overrides(0), self.sweep_dir)
-                self.space.prefixes["lr"] = ""
+        lr_auto.resolve(self.space, self.config, preflight, self.sweep_dir)  # lr=auto / lr=prior
         base = preflight.base()
         preflight.check(base)
         if runs_in_process(self.config, self.s):
@@ -163,14 +157,11 @@ class SweepLoop:
                 if heartbeat_interval(self.storage):
                     stale.check()  # its retries are WAITING slots: before the round's read
                 trials = self.study.get_trials(deepcopy=False)
-                if told:
-                    record_spent_total(self.storage, self.name, trials)
-                    for number, result in told:
-                        progress.finished(number, result, trials)
-                    told = []
+                told = self._report(told, progress, trials)
                 waiting = [t for t in trials if t.state == TrialState.WAITING]
                 while len(running) < self.s.parallel and failures < self.s.max_failures and not self._spent(trials):
-                    asked = ask_slot(self.study, self.storage, self.space.distributions, waiting)
+                    asked = ask_slot(self.study, self.storage, self.space.distributions, waiting,
+                                     self.s.parallel - len(running))
                     if asked is None:
                         break
                     trial, frozen = asked
@@ -220,6 +211,16 @@ class SweepLoop:
         finally:
             for _, beat in running.values():
                 beat.stop()
+            if told:  # an error or an interrupt before the next round's read: best effort
+                with suppress(Exception):
+                    self._report(told, progress, self.study.get_trials(deepcopy=False))
+
+    def _report(self, told: list[tuple[int, dict]], progress: Progress, trials: list[FrozenTrial]) -> list:
+        """The study's spent total and the progress lines of the trials told since the last read."""
+        if told:
+            record_spent_total(self.storage, self.name, trials)
+            progress.finished_all(told, trials)
+        return []
 
     def run(self):
         self.setup()

@@ -40,14 +40,17 @@ def test_a_sweeper_asking_from_an_older_read_takes_only_free_slots_then_stops(tm
     theirs = optuna.load_study(study_name="s", storage=storage)
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2)}
     waiting = ours.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # the round's read: [0, 1]
+    older = list(waiting)
     taken = theirs.ask(space)  # after our read, the other sweeper pops slot 0
     enqueue_slot(theirs, {})  # and enqueues slot 2 (as a stale trial's retry is)
     first = ask_slot(ours, storage, space, waiting)
-    second = ask_slot(ours, storage, space, waiting)  # our read still lists slot 0; Optuna pops slot 2
+    second = ask_slot(ours, storage, space, waiting)  # our read lists only slot 0 now: read again, slot 2
     assert [first[0].number, second[0].number] == [1, 2]
     assert first[1].system_attrs[SLOT] and second[1].system_attrs[SLOT]
-    assert ask_slot(ours, storage, space, waiting) is None  # no slot left: one surplus trial, failed
+    assert ask_slot(ours, storage, space, waiting) is None and waiting == []  # read again: none left
+    assert len(ours.get_trials(deepcopy=False)) == 3  # and no trial made for nothing
+    # asked from the older read without reading again: the trial Optuna makes has no slot, and is failed
+    assert ask_slot(ours, storage, space, older[:1], free=0) is None
     trials = ours.get_trials(deepcopy=False)
+    assert [t.number for t in trials if t.system_attrs.get(SURPLUS)] == [3] and trials[3].state == TrialState.FAIL
     assert trials[taken.number].state == TrialState.RUNNING  # the other sweeper's, untouched
-    assert [t.number for t in trials if t.system_attrs.get(SURPLUS)] == [3]
-    assert trials[3].state == TrialState.FAIL and waiting == []
