@@ -7,8 +7,8 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.budget import StudySpec, ask_slot, open_study
-from sweeper.core.layout import EVAL_LOSS, HF_EVAL_LOSS, SLOT, SURPLUS
-from sweeper.study import enqueue_slot, make_storage, study_marks
+from sweeper.core.layout import BUDGET_READY, EVAL_LOSS, HF_EVAL_LOSS, SLOT, SURPLUS
+from sweeper.study import enqueue_slot, make_storage, set_study_marks, study_marks
 
 
 def _spec(storage, name, trainer="hf"):
@@ -20,6 +20,7 @@ def test_a_study_of_the_older_eval_loss_warns_once_when_continued(tmp_path, capl
     storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
     older = optuna.create_study(study_name="old", storage=storage)  # as an earlier lr-sweeper left it
     older.tell(older.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2)}), 1.5)
+    set_study_marks(storage, "old", {BUDGET_READY: True})  # else open_study waits 60 s for its maker's budget
     with caplog.at_level(logging.WARNING, logger="sweeper"):
         open_study(_spec(storage, "old"))
         open_study(_spec(storage, "old"))
