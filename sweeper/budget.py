@@ -68,6 +68,8 @@ def open_study(spec: StudySpec) -> optuna.Study:
         set_study_marks(spec.storage, spec.name, {BUDGET_READY: True})
         return study
     deadline = time.time() + 60  # another sweeper is creating it: wait for its budget
+    if not study_marks(spec.storage, spec.name).get(BUDGET_READY):
+        log.info("study %s: waiting up to 60 s for the sweeper that made it to enqueue its budget", spec.name)
     while not study_marks(spec.storage, spec.name).get(BUDGET_READY) and time.time() < deadline:
         time.sleep(0.5)
     marks = study_marks(spec.storage, spec.name)
