@@ -157,7 +157,7 @@ class SweepLoop:
                 if heartbeat_interval(self.storage):
                     stale.check()  # its retries are WAITING slots: before the round's read
                 trials = self.study.get_trials(deepcopy=False)
-                told = self._report(told, progress, trials)
+                self._report(told, progress, trials)
                 waiting = [t for t in trials if t.state == TrialState.WAITING]
                 while len(running) < self.s.parallel and failures < self.s.max_failures and not self._spent(trials):
                     asked = ask_slot(self.study, self.storage, self.space.distributions, waiting,
@@ -215,12 +215,12 @@ class SweepLoop:
                 with suppress(Exception):
                     self._report(told, progress, self.study.get_trials(deepcopy=False))
 
-    def _report(self, told: list[tuple[int, dict]], progress: Progress, trials: list[FrozenTrial]) -> list:
-        """The study's spent total and the progress lines of the trials told since the last read."""
+    def _report(self, told: list[tuple[int, dict]], progress: Progress, trials: list[FrozenTrial]) -> None:
+        """The study's spent total and the progress lines of `told` (then emptied), from one read."""
         if told:
             record_spent_total(self.storage, self.name, trials)
             progress.finished_all(told, trials)
-        return []
+            told.clear()
 
     def run(self):
         self.setup()
