@@ -63,11 +63,14 @@ demo: setup
 		hydra.sweeper.n_trials=10 hydra.sweeper.repeat.top_k=2 hydra.sweeper.repeat.seeds=3
 	@echo "open results/$(DEMO_NAME)/summary.md and results/$(DEMO_NAME)/curves.png, or: make tensorboard"
 
+# two test workers (pytest-xdist): most of a test's time is a process importing torch, transformers and
+# peft, which two cores do side by side; a group (xdist_group) keeps its tests in one worker
+TEST_WORKERS ?= 2
 test: setup setup-litgpt
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -rs -m "not slow" tests
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
 
 bench: setup setup-litgpt
 	$(BIN)/python -m bench $(BENCH_ARGS)

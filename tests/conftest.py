@@ -11,6 +11,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("LR_SWEEPER_QUIET", "1")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:  # `make test`'s workers share the cores: torch's
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # second thread in each would only contend with the other worker
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_MODEL = ROOT / "trainers" / "embedded" / "tiny-llama"

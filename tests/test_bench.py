@@ -17,6 +17,7 @@ from conftest import ROOT, compose
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # figure 7 starts (or reuses) the local SLURM cluster test_slurm.py uses
 def test_quick_bench_reports_nine_figures_with_targets(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=1200)

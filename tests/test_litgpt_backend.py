@@ -21,6 +21,8 @@ from trainers.litgpt_run import LitGPTLogs, split_example
 
 from conftest import ROOT, compose, one_line_exit_2, run_cli
 
+pytestmark = pytest.mark.xdist_group("litgpt")  # one test worker builds the tiny LitGPT checkpoint
+
 LITGPT_PYTHON = ROOT / ".venv-litgpt" / "bin" / "python"
 SWEEP = ["trainer=litgpt", "max_steps=20", "eval_interval=5", "save_interval=10",
          "hydra.sweeper.n_warmup_steps=5"]

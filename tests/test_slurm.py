@@ -24,6 +24,9 @@ from sweeper.settings import SlurmSettings
 
 from conftest import FAST, ROOT, one_line_exit_2, read_json, run_cli
 
+# one local cluster on this machine: its tests and the bench's SLURM figure run in one test worker
+pytestmark = pytest.mark.xdist_group("slurm")
+
 # A quick trial for trainer=command: trial 0 sleeps, the others do not; one metrics row, eval_loss = lr.
 SLEEPER = """import json, os, sys, time
 path = os.environ["LR_SWEEPER_METRICS"]
