@@ -66,11 +66,12 @@ demo: setup
 # two test workers (pytest-xdist): most of a test's time is a process importing torch, transformers and
 # peft, which two cores do side by side; a group (xdist_group) keeps its tests in one worker
 TEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup
 test: setup setup-litgpt
-	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup tests
+	$(PYTEST) tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 bench: setup setup-litgpt
 	$(BIN)/python -m bench $(BENCH_ARGS)
