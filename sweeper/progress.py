@@ -40,13 +40,16 @@ class Progress:
         seed = f" (seed repeat, seed={repeat_seed})" if repeat_seed is not None else ""
         print(f"  trial {number} started: {shown or 'defaults'}{seed}", file=self.stream, flush=True)
 
-    def standing(self, trials: list[FrozenTrial]) -> tuple[dict[str, int], int, tuple[float, int] | None]:
-        """(counts by state, total planned, (best value, trial)) over the whole study (`trials`)."""
+    def standing(self, trials: list[FrozenTrial], told_later: frozenset[int] = frozenset()
+                 ) -> tuple[dict[str, int], int, tuple[float, int] | None]:
+        """(counts by state, total planned, (best value, trial)) over the whole study (`trials`). Trials
+        in `told_later` (told after this line's trial, in the same poll) are not counted yet, but a seed
+        repeat among them was planned already: it was running."""
         counts = dict.fromkeys(STATES, 0)
         best = None
         for t in trials:
             state = t.user_attrs.get(OUTCOME)
-            if state not in counts or t.system_attrs.get(SURPLUS):
+            if state not in counts or t.system_attrs.get(SURPLUS) or t.number in told_later:
                 continue
             counts[state] += 1
             if state == "complete" and t.state == TrialState.COMPLETE and math.isfinite(t.values[0]):
@@ -55,14 +58,15 @@ class Progress:
         repeats = sum(1 for t in trials if t.system_attrs.get(REPEAT_OF) is not None and counts_toward_budget(t))
         return counts, self.n_trials + repeats, best
 
-    def finished(self, number: int, result: dict, trials: list[FrozenTrial]) -> None:
-        """`trials`: a read of the study taken after this trial was told."""
+    def finished(self, number: int, result: dict, trials: list[FrozenTrial],
+                 told_later: frozenset[int] = frozenset()) -> None:
+        """`trials`: a read of the study taken after this trial was told; `told_later`: see standing."""
         self.done_here += 1
-        counts, total, best = self.standing(trials)
+        counts, total, best = self.standing(trials, told_later)
         done = sum(counts.values())
         elapsed = time.time() - self.started_at
         left = elapsed / self.done_here * max(0, total - done)
-        spent = self.budget.spent(trials) if self.budget else 0.0
+        spent = self.budget.spent([t for t in trials if t.number not in told_later]) if self.budget else 0.0
         if spent > 0:  # the budget ends the sweep first when its pace says so
             left = min(left, elapsed * max(0.0, self.budget.limit - spent) / spent)
         best_text = f"best {self.objective} {best[0]:.4g} (trial {best[1]})" if best else "no best yet"
@@ -77,8 +81,7 @@ class Progress:
         """The lines of trials told one after another (a poll that returned several), from one read
         taken after the last tell: each line counts the study without the trials told after its own."""
         for i, (number, result) in enumerate(told):
-            later = {n for n, _ in told[i + 1:]}
-            self.finished(number, result, [t for t in trials if t.number not in later])
+            self.finished(number, result, trials, told_later=frozenset(n for n, _ in told[i + 1:]))
 
     def summary(self, table: pd.DataFrame, sweep_dir: Path) -> None:
         from sweeper.best_model import exported_path
