@@ -18,6 +18,18 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 UV_INSTALL = $(1)/bin/python -m uv pip install -q --compile-bytecode --python $(1)/bin/python \
 	$(foreach links,$(PIP_FIND_LINKS),--find-links $(links))
 
+# $(call VENV_WITH,VENV,EXTRA): the venv, uv in it, torch first (TORCH_SPEC/TORCH_INDEX), then the
+# project in editable mode with that extra
+define VENV_WITH
+	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	@$(1)/bin/python -c "import uv" 2>/dev/null || $(1)/bin/python -m pip --disable-pip-version-check -q \
+		install "uv>=0.5" 2>&1 | grep -v "^WARNING: Location" || true
+	@$(1)/bin/python -c "import torch" 2>/dev/null || \
+		$(call UV_INSTALL,$(1)) "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) || true
+	@$(1)/bin/python -c "import torch" || { echo "error: torch did not install (TORCH_SPEC=$(TORCH_SPEC))"; exit 1; }
+	$(call UV_INSTALL,$(1)) -e ".[$(2)]" -C editable_mode=compat
+endef
+
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
@@ -29,12 +41,7 @@ setup: $(STAMP)
 	@$(BIN)/python -m compileall -q sweeper trainers hydra_plugins bench > /dev/null
 
 $(STAMP): pyproject.toml Makefile
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -c "import uv" 2>/dev/null || $(PIP) install "uv>=0.5" 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import torch" 2>/dev/null || \
-		$(call UV_INSTALL,$(VENV)) "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) || true
-	@$(BIN)/python -c "import torch" || { echo "error: torch did not install (TORCH_SPEC=$(TORCH_SPEC))"; exit 1; }
-	$(call UV_INSTALL,$(VENV)) -e ".[dev]" -C editable_mode=compat
+	$(call VENV_WITH,$(VENV),dev)
 	@$(BIN)/python -c "import sweeper, trainers, optuna, hydra, peft, transformers, tensorboard" \
 		|| { echo "error: install incomplete"; exit 1; }
 	@touch $(STAMP)
@@ -46,15 +53,10 @@ $(STAMP): pyproject.toml Makefile
 # the LitGPT tests and bench run the sweeper with its python. Users: pip install -e '.[litgpt]'.
 LITGPT_VENV  := .venv-litgpt
 LITGPT_STAMP := $(LITGPT_VENV)/.setup-done
-LITGPT_PIP   := $(LITGPT_VENV)/bin/python -m pip --disable-pip-version-check -q
 setup-litgpt: $(LITGPT_STAMP)
 
 $(LITGPT_STAMP): pyproject.toml Makefile
-	@test -x $(LITGPT_VENV)/bin/python || $(PYTHON) -m venv $(LITGPT_VENV)
-	@$(LITGPT_VENV)/bin/python -c "import uv" 2>/dev/null || $(LITGPT_PIP) install "uv>=0.5" 2>&1 | grep -v "^WARNING: Location" || true
-	@$(LITGPT_VENV)/bin/python -c "import torch" 2>/dev/null || \
-		$(call UV_INSTALL,$(LITGPT_VENV)) "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) || true
-	$(call UV_INSTALL,$(LITGPT_VENV)) -e ".[litgpt]" -C editable_mode=compat
+	$(call VENV_WITH,$(LITGPT_VENV),litgpt)
 	@$(LITGPT_VENV)/bin/python -c "import sweeper, trainers, litgpt, transformers" \
 		|| { echo "error: the litgpt environment is incomplete"; exit 1; }
 	@touch $(LITGPT_STAMP)
